@@ -1,0 +1,164 @@
+"""netCDF3 files (classic CDF-1, 64-bit offset CDF-2, 64-bit data CDF-5) → a Manifest.
+
+The header is parsed here from the format specification rather than through kerchunk's
+``NetCDF3ToZarr`` (which ``NetCDF3Parser`` wraps): that one reads through fsspec, outside the
+stores and credentials this workflow configures, turns numeric attributes into strings and
+takes ``missing_value`` for the fill value.  The header is small and usually comes in the
+first block the reader fetches.
+
+Data are never compressed.  A fixed-size variable is one contiguous chunk; a record variable
+has one chunk per record, ``recsize`` bytes apart.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from nc2ice.manifest import Manifest, Variable
+
+_TYPES = {1: "i1", 2: "S1", 3: ">i2", 4: ">i4", 5: ">f4", 6: ">f8"}
+_TYPES_CDF5 = {7: "u1", 8: ">u2", 9: ">u4", 10: ">i8", 11: ">u8"}
+_DIMENSION, _VARIABLE, _ATTRIBUTE = 10, 11, 12
+
+
+@dataclass
+class _Var:
+    name: str
+    dimids: list[int]
+    attrs: dict[str, Any]
+    dtype: np.dtype
+    vsize: int
+    begin: int
+
+
+class _Header:
+    def __init__(self, f: BinaryIO):
+        self.f = f
+        magic = f.read(4)
+        self.version = magic[3]
+        self.size_fmt = ">q" if self.version == 5 else ">i"  # NON_NEG counts
+        self.offset_fmt = ">i" if self.version == 1 else ">q"
+        self.types = {**_TYPES, **(_TYPES_CDF5 if self.version == 5 else {})}
+
+    def _unpack(self, fmt: str) -> int:
+        n = struct.calcsize(fmt)
+        data = self.f.read(n)
+        if len(data) != n:
+            raise ValueError("the netCDF3 header ends early: the file is truncated")
+        return struct.unpack(fmt, data)[0]
+
+    def count(self) -> int:
+        return self._unpack(self.size_fmt)
+
+    def name(self) -> str:
+        n = self.count()
+        raw = self.f.read(n + (-n % 4))
+        return raw[:n].decode("utf-8", "replace")
+
+    def listing(self, tag: int) -> int:
+        found, n = self._unpack(">i"), self.count()
+        if found not in (0, tag):
+            raise ValueError(f"corrupt netCDF3 header (expected tag {tag}, found {found})")
+        return n
+
+    def attrs(self) -> dict[str, Any]:
+        out = {}
+        for _ in range(self.listing(_ATTRIBUTE)):
+            name = self.name()
+            dtype = np.dtype(self.types[self._unpack(">i")])
+            n = self.count()
+            nbytes = n * dtype.itemsize
+            raw = self.f.read(nbytes + (-nbytes % 4))[:nbytes]
+            if dtype.kind == "S":
+                out[name] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+            else:
+                values = np.frombuffer(raw, dtype=dtype)
+                out[name] = values[0].item() if n == 1 else values.tolist()
+        return out
+
+
+def scan_netcdf3(url: str, fileobj: BinaryIO, size: int, inline_limit: int) -> Manifest:
+    h = _Header(fileobj)
+    if h.version not in (1, 2, 5):
+        raise ValueError(f"unknown netCDF3 version byte {h.version}")
+    numrecs = h.count()
+    dims = [(h.name(), h.count()) for _ in range(h.listing(_DIMENSION))]
+    global_attrs = h.attrs()
+    variables = []
+    for _ in range(h.listing(_VARIABLE)):
+        name = h.name()
+        dimids = [h.count() for _ in range(h.count())]
+        attrs = h.attrs()
+        dtype = np.dtype(h.types[h._unpack(">i")])
+        vsize, begin = h.count(), h._unpack(h.offset_fmt)
+        variables.append(_Var(name, dimids, attrs, dtype, vsize, begin))
+
+    record_vars = [v for v in variables if v.dimids and dims[v.dimids[0]][1] == 0]
+    recsize = sum(v.vsize for v in record_vars)
+    if len(record_vars) == 1:  # a lone record variable is not padded
+        v = record_vars[0]
+        recsize = v.dtype.itemsize * math.prod(dims[d][1] for d in v.dimids[1:])
+    if numrecs in (-1, 2**32 - 1, 2**64 - 1) or numrecs < 0:  # STREAMING: count from the size
+        first = min((v.begin for v in record_vars), default=size)
+        numrecs = (size - first) // recsize if recsize else 0
+
+    manifest = Manifest(url=url, variables={}, group_attrs={"": global_attrs})
+    for v in variables:
+        is_record = v in record_vars
+        shape = tuple(numrecs if is_record and i == 0 else dims[d][1] for i, d in enumerate(v.dimids))
+        var = Variable(
+            path=v.name,
+            dims=tuple(dims[d][0] for d in v.dimids),
+            shape=shape,
+            chunks=(1, *shape[1:]) if is_record else shape,
+            dtype=v.dtype.str,
+            attrs=v.attrs,
+        )
+        nbytes = v.dtype.itemsize * math.prod(var.chunks)
+        if is_record:
+            var.refs = {
+                (i,) + (0,) * (len(shape) - 1): (url, v.begin + i * recsize, nbytes)
+                for i in range(numrecs)
+            }
+        elif math.prod(shape) > 0:
+            var.refs = {(0,) * len(shape): (url, v.begin, nbytes)}
+        _check_within(url, var, size)
+        manifest.variables[v.name] = var
+    _load_small(manifest, fileobj, inline_limit)
+    return manifest
+
+
+def _check_within(url: str, var: Variable, size: int) -> None:
+    for _, offset, length in var.refs.values():
+        if offset + length > size:
+            raise ValueError(
+                f"truncated: variable {var.path!r} needs bytes up to {offset + length} "
+                f"but the file has {size}"
+            )
+
+
+def _load_small(manifest: Manifest, f: BinaryIO, limit: int) -> None:
+    for var in list(manifest.variables.values()):
+        is_coordinate = len(var.dims) == 1 and var.dims[0] == var.name
+        small = var.nbytes <= limit or (is_coordinate and var.nbytes <= 64 * limit)
+        if not (small or var.dtype.endswith("S1") or var.shape == ()):
+            continue
+        if var.dtype.endswith("S1") and not small:
+            manifest.notes.append(f"left out {var.path!r}: a character array too large to load")
+            del manifest.variables[var.path]
+            continue
+        parts = []
+        for _, offset, length in sorted(var.refs.values(), key=lambda r: r[1]):
+            f.seek(offset)
+            parts.append(f.read(length))
+        raw = b"".join(parts)
+        if not var.refs:
+            var.data = np.full(var.shape, var.attrs.get("_FillValue", 0), dtype=var.dtype)
+        else:
+            var.data = np.frombuffer(raw, dtype=var.dtype).reshape(var.shape).copy()
+        var.refs = {}
