@@ -33,7 +33,8 @@ def normalize_url(location: str) -> str:
         return location
     if scheme and len(scheme) > 1:
         raise AccessError(f"{location}: unsupported URL scheme {scheme!r} (use {SCHEMES})")
-    return Path(location).expanduser().resolve().as_uri()
+    # Not Path.as_uri(): that percent-encodes glob characters, and nothing decodes them again.
+    return "file://" + str(Path(location).expanduser().resolve())
 
 
 def local_path(url: str) -> Path:
@@ -43,8 +44,8 @@ def local_path(url: str) -> Path:
 def prefix_of(url: str) -> str:
     """The virtual chunk container prefix that covers ``url``: one per host or bucket."""
     parts = urlsplit(url)
-    if parts.scheme == "file":
-        return "file:///"
+    if parts.scheme == "file":  # Icechunk wants a folder here, not the bare root
+        return f"file://{Path(parts.path).parent.as_posix().rstrip('/')}/"
     if parts.scheme in ("http", "https", "s3"):
         return f"{parts.scheme}://{parts.netloc}/"
     raise AccessError(f"{url}: no store can serve this URL (expected one of {SCHEMES})")
@@ -164,7 +165,7 @@ class Access:
     def container(self, prefix: str) -> icechunk.VirtualChunkContainer:
         scheme = urlsplit(prefix).scheme
         if scheme == "file":
-            config = icechunk.local_filesystem_store("/")
+            config = icechunk.local_filesystem_store(urlsplit(prefix).path)
         elif scheme == "http":
             config = icechunk.http_store({"allow_http": "true"})
         elif scheme == "https":

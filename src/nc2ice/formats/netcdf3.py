@@ -110,7 +110,9 @@ def scan_netcdf3(url: str, fileobj: BinaryIO, size: int, inline_limit: int) -> M
     manifest = Manifest(url=url, variables={}, group_attrs={"": global_attrs})
     for v in variables:
         is_record = v in record_vars
-        shape = tuple(numrecs if is_record and i == 0 else dims[d][1] for i, d in enumerate(v.dimids))
+        shape = tuple(
+            numrecs if is_record and i == 0 else dims[d][1] for i, d in enumerate(v.dimids)
+        )
         var = Variable(
             path=v.name,
             dims=tuple(dims[d][0] for d in v.dimids),

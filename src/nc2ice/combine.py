@@ -1,0 +1,260 @@
+"""Combining per-file manifests into one dataset plan, refusing what would read back wrong.
+
+The plan says, for every array of the store, its metadata and either its loaded values or its
+chunk references, and which slabs must be copied.  Nothing is written here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nc2ice.encoding import encoding_key, first_value, harmonise, inherit_bounds_units
+from nc2ice.grid import Fate, GridPlan, Part, plan_grid, template_of
+from nc2ice.manifest import ChunkRef, Manifest, Variable
+
+LOADED_CHUNK_BYTES = 32 << 20
+
+
+class CombineError(ValueError):
+    """The files cannot be combined faithfully; the message lists which files differ and how."""
+
+
+@dataclass
+class ArrayPlan:
+    path: str
+    template: Variable  # metadata: dims, dtype, attrs, codecs
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    refs: dict[tuple[int, ...], ChunkRef] = field(default_factory=dict)
+    data: np.ndarray | None = None
+    axis: int | None = None
+    parts: list[Part] = field(default_factory=list)
+    grid: GridPlan | None = None
+
+    def copy_slabs(self) -> list[tuple[int, int]]:
+        if self.grid is None or self.axis is None:
+            return []
+        step, total = self.chunks[self.axis], self.shape[self.axis]
+        return [(g * step, min((g + 1) * step, total)) for g in self.grid.copy]
+
+
+@dataclass
+class Plan:
+    files: list[str]  # file ids in concatenation order
+    group_attrs: dict[str, dict[str, Any]]
+    arrays: dict[str, ArrayPlan]
+    notes: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)  # variable → why
+
+    def report(self) -> dict[str, Any]:
+        per_file: dict[str, dict[str, int]] = {
+            f: {"as_is": 0, "split": 0, "copied": 0, "copied_bytes": 0} for f in self.files
+        }
+        for array in self.arrays.values():
+            if array.grid is None:
+                continue
+            for file_id, counts in array.grid.fates.items():
+                for fate, n in counts.items():
+                    key = "copied" if fate is Fate.COPY else fate.value
+                    per_file[file_id][key] += n
+                per_file[file_id]["copied_bytes"] += array.grid.copied_bytes[file_id]
+        virtual = [a for a in self.arrays.values() if a.data is None]
+        return {
+            "files": len(self.files),
+            "arrays": len(self.arrays),
+            "virtual_arrays": len(virtual),
+            "loaded_arrays": sorted(a.path for a in self.arrays.values() if a.data is not None),
+            "chunk_references": sum(len(a.refs) for a in self.arrays.values()),
+            "files_as_is": sorted(f for f, c in per_file.items() if not c["split"] + c["copied"]),
+            "files_split": sorted(f for f, c in per_file.items() if c["split"]),
+            "files_copied": sorted(f for f, c in per_file.items() if c["copied"]),
+            "copied_bytes": sum(c["copied_bytes"] for c in per_file.values()),
+            "per_file": per_file,
+            "dropped_variables": self.dropped,
+            "notes": self.notes,
+        }
+
+
+def combine(
+    manifests: list[tuple[str, Manifest]],
+    *,
+    concat_dim: str,
+    variables: str = "all",
+    drop_variables: list[str] | tuple[str, ...] = (),
+    on_chunk_mismatch: str = "reconcile",
+    max_materialized_fraction: float = 0.1,
+    reader: Any = None,
+) -> Plan:
+    if not manifests:
+        raise CombineError("no file to combine")
+    plan = Plan(files=[], group_attrs=dict(manifests[0][1].group_attrs), arrays={})
+    for name in drop_variables:
+        plan.dropped[name] = "listed in drop_variables"
+    for _, m in manifests:
+        inherit_bounds_units(m)
+        for name in drop_variables:
+            m.variables.pop(name, None)
+        plan.notes.extend(f"{m.url}: {note}" for note in m.notes)
+    _reconcile_variable_sets(manifests, variables, plan)
+    _check_dimensions(manifests, concat_dim)
+    manifests = _in_order(manifests, concat_dim)
+    plan.files = [file_id for file_id, _ in manifests]
+    for path in manifests[0][1].variables:
+        versions = [(fid, m.variables[path]) for fid, m in manifests]
+        plan.arrays[path] = _plan_array(path, versions, concat_dim, plan, reader)
+    _check_copy_policy(plan, on_chunk_mismatch, max_materialized_fraction)
+    return plan
+
+
+def _reconcile_variable_sets(manifests, policy: str, plan: Plan) -> None:
+    union = {p for _, m in manifests for p in m.variables}
+    groups: dict[tuple[frozenset, frozenset], list[str]] = defaultdict(list)
+    for file_id, m in manifests:
+        missing = frozenset(union - set(m.variables))
+        groups[(missing, frozenset())].append(file_id)
+    if len(groups) == 1:
+        return
+    if policy == "common":
+        common = set.intersection(*(set(m.variables) for _, m in manifests))
+        for path in sorted(union - common):
+            have = sum(path in m.variables for _, m in manifests)
+            plan.dropped[path] = f"only in {have} of {len(manifests)} files (variables: common)"
+        for _, m in manifests:
+            m.variables = {k: v for k, v in m.variables.items() if k in common}
+        return
+    lines = [
+        f"  {len(files)} file(s) lack {sorted(missing)}: {_examples(files)}"
+        for (missing, _), files in sorted(groups.items(), key=lambda g: -len(g[1]))
+        if missing
+    ]
+    complete = groups.get((frozenset(), frozenset()), [])
+    raise CombineError(
+        "the files do not all hold the same variables "
+        f"({len(complete)} hold all {len(union)}):\n" + "\n".join(lines) + "\n"
+        "Set `variables: common` to keep only the variables every file has, "
+        "or list the odd ones in `drop_variables`."
+    )
+
+
+def _check_dimensions(manifests, concat_dim: str) -> None:
+    signatures: dict[tuple, list[str]] = defaultdict(list)
+    for file_id, m in manifests:
+        sizes = {}
+        for v in m.variables.values():
+            for dim, n in zip(v.dims, v.shape, strict=True):
+                if dim != concat_dim:
+                    sizes[f"{v.group}/{dim}".lstrip("/")] = n
+            if concat_dim in v.dims and v.dims.index(concat_dim) != 0:
+                raise CombineError(f"{m.url}: {v.path!r} has {concat_dim!r} not as its first dim")
+        signatures[tuple(sorted(sizes.items()))].append(file_id)
+    if len(signatures) > 1:
+        lines = [
+            f"  {dict(sig)} in {len(f)} file(s): {_examples(f)}" for sig, f in signatures.items()
+        ]
+        raise CombineError("dimension sizes differ between files:\n" + "\n".join(lines))
+
+
+def _examples(files: list[str], n: int = 3) -> str:
+    more = f" and {len(files) - n} more" if len(files) > n else ""
+    return ", ".join(files[:n]) + more
+
+
+def _in_order(manifests, concat_dim: str):
+    """Files sorted by the first value of the concatenation coordinate, decoded per file."""
+    keys = []
+    for _, m in manifests:
+        coord = m.variables.get(concat_dim)
+        keys.append(first_value(coord) if coord is not None else None)
+    if any(k is None for k in keys):
+        return manifests
+    order = sorted(range(len(manifests)), key=lambda i: keys[i])
+    for a, b in zip(order, order[1:]):
+        if keys[a] == keys[b]:
+            raise CombineError(
+                f"{manifests[a][0]} and {manifests[b][0]} both start at {concat_dim}={keys[a]}"
+            )
+    return [manifests[i] for i in order]
+
+
+def _plan_array(path, versions, concat_dim, plan: Plan, reader) -> ArrayPlan:
+    first = versions[0][1]
+    if concat_dim not in first.dims:
+        return _static_array(path, versions)
+    if len({encoding_key(v) for _, v in versions}) > 1:
+        versions = harmonise(path, versions, plan.notes, reader)
+    parts, offset = [], 0
+    for file_id, var in versions:
+        parts.append(Part(file_id, var, offset))
+        offset += var.shape[0]
+    template = template_of(parts)
+    shape = (offset, *template.shape[1:])
+    array = ArrayPlan(path, template, shape, template.chunks, axis=0, parts=parts)
+    if all(p.var.loaded for p in parts):
+        array.data = np.concatenate([p.var.data for p in parts], axis=0)
+        array.chunks = _loaded_chunks(array.data, template)
+        return array
+    array.grid = plan_grid(parts, 0, shape, template)
+    array.chunks, array.refs = array.grid.chunks, array.grid.refs
+    return array
+
+
+def _static_array(path, versions) -> ArrayPlan:
+    file_id, first = versions[0]
+    for other_id, var in versions[1:]:
+        if var.loaded and first.loaded and not _same_values(var.data, first.data):
+            raise CombineError(
+                f"{path!r} is not concatenated but differs between files "
+                f"{file_id} and {other_id}: the files do not share one grid"
+            )
+    array = ArrayPlan(path, first, first.shape, first.chunks, refs=dict(first.refs))
+    if first.loaded:
+        array.data = first.data
+        array.chunks = _loaded_chunks(first.data, first)
+    return array
+
+
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind in "fc":
+        return bool(np.array_equal(a, b, equal_nan=True))
+    return bool(np.array_equal(a, b))
+
+
+def _loaded_chunks(data: np.ndarray, template: Variable) -> tuple[int, ...]:
+    if data.nbytes <= LOADED_CHUNK_BYTES or not data.shape:
+        return tuple(max(1, s) for s in data.shape)
+    return tuple(min(c, s) or 1 for c, s in zip(template.chunks, data.shape, strict=True))
+
+
+def _check_copy_policy(plan: Plan, on_mismatch: str, max_fraction: float) -> None:
+    report = plan.report()
+    total = sum(
+        math.prod(a.shape) * np.dtype(a.template.dtype).itemsize
+        for a in plan.arrays.values()
+        if a.grid is not None
+    )
+    copied = report["copied_bytes"]
+    odd = sorted(set(report["files_split"]) | set(report["files_copied"]))
+    if on_mismatch == "error" and odd:
+        raise CombineError(
+            f"chunking differs between files and on_chunk_mismatch is 'error': "
+            f"{len(odd)} file(s) do not fit one chunk grid: {_examples(odd, 10)}"
+        )
+    if total and copied / total > max_fraction:
+        per_file = report["per_file"]
+        lines = [
+            f"  {f}: {per_file[f]['copied_bytes']} bytes"
+            for f in sorted(report["files_copied"], key=lambda f: -per_file[f]["copied_bytes"])[:20]
+        ]
+        raise CombineError(
+            f"reconciling the chunk grids would copy {copied} of {total} bytes "
+            f"({copied / total:.1%}), more than max_materialized_fraction "
+            f"({max_fraction:.1%}). Files that would be copied:\n" + "\n".join(lines) + "\n"
+            "Raise max_materialized_fraction to copy them, or rechunk those files."
+        )

@@ -1,0 +1,151 @@
+"""Per-file encodings: what makes the same raw numbers mean different values.
+
+Virtual concatenation keeps the first file's attributes, so two files that store time in
+``days since 1930-01-01`` and ``days since 1970-01-01`` would read back wrong without an error.
+Here such variables are decoded per file and re-encoded to one reference encoding (time-like
+variables), or decoded to plain floats (packing, fill values); variables too large to load
+are refused with a message that lists the files and the values that differ.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import cftime
+import numpy as np
+
+from nc2ice.manifest import Manifest, Variable
+
+ENCODING_ATTRS = ("units", "calendar", "scale_factor", "add_offset", "_FillValue", "missing_value")
+TIME_UNITS = re.compile(r"^\s*\w+\s+since\s+", re.IGNORECASE)
+MAX_LOAD_BYTES = 64 << 20
+_CALENDAR_ALIASES = {"gregorian": "standard", "": "standard"}
+
+
+def is_time_like(var: Variable) -> bool:
+    return bool(TIME_UNITS.match(str(var.attrs.get("units", ""))))
+
+
+def calendar(var: Variable) -> str:
+    name = str(var.attrs.get("calendar", "standard")).lower()
+    return _CALENDAR_ALIASES.get(name, name)
+
+
+def encoding_key(var: Variable) -> tuple:
+    return (np.dtype(var.dtype).newbyteorder("=").str,) + tuple(
+        repr(var.attrs.get(k)) for k in ENCODING_ATTRS
+    )
+
+
+def inherit_bounds_units(manifest: Manifest) -> None:
+    """Give bounds variables their coordinate's units and calendar, as CF readers assume."""
+    for var in manifest.variables.values():
+        bounds = var.attrs.get("bounds")
+        if not bounds:
+            continue
+        target = manifest.variables.get(f"{var.group}/{bounds}".lstrip("/"))
+        if target is None:
+            continue
+        for key in ("units", "calendar"):
+            if key in var.attrs and key not in target.attrs:
+                target.attrs[key] = var.attrs[key]
+
+
+def first_value(coord: Variable) -> Any:
+    if coord.data is None or coord.data.size == 0:
+        return None
+    value = coord.data.reshape(-1)[0].item()
+    if is_time_like(coord):
+        return cftime.num2date(
+            value, coord.attrs["units"], calendar(coord), only_use_cftime_datetimes=True
+        )
+    return value
+
+
+def harmonise(
+    path: str,
+    versions: list[tuple[str, Variable]],
+    notes: list[str],
+    reader: Callable[[Variable], np.ndarray] | None,
+) -> list[tuple[str, Variable]]:
+    from nc2ice.combine import CombineError
+
+    versions = [(fid, copy.copy(var)) for fid, var in versions]
+    if not all(var.loaded for _, var in versions):
+        total = sum(var.nbytes for _, var in versions)
+        if reader is None or total > MAX_LOAD_BYTES:
+            raise CombineError(_differences(path, versions) + f"\n{path!r} is too large to load.")
+        for _, var in versions:
+            if not var.loaded:
+                var.data = reader(var)
+    if is_time_like(versions[0][1]):
+        out = _reencode_times(path, versions)
+        notes.append(
+            f"{path!r}: time units differ between files; re-encoded to "
+            f"{out[0][1].attrs['units']!r} ({out[0][1].attrs.get('calendar', 'standard')})"
+        )
+        return out
+    notes.append(
+        f"{path!r}: packing or fill values differ between files; stored decoded as float64"
+    )
+    return [(fid, _decoded(var)) for fid, var in versions]
+
+
+def _differences(path: str, versions: list[tuple[str, Variable]]) -> str:
+    lines = []
+    for key in ("dtype", *ENCODING_ATTRS):
+        groups: dict[str, list[str]] = defaultdict(list)
+        for fid, var in versions:
+            value = var.dtype if key == "dtype" else var.attrs.get(key)
+            groups[repr(value)].append(fid)
+        if len(groups) > 1:
+            shown = "; ".join(
+                f"{value} in {len(f)} file(s) ({', '.join(f[:3])}{', ...' if len(f) > 3 else ''})"
+                for value, f in groups.items()
+            )
+            lines.append(f"  {key}: {shown}")
+    return f"{path!r} is encoded differently across files:\n" + "\n".join(lines)
+
+
+def _reencode_times(path: str, versions):
+    from nc2ice.combine import CombineError
+
+    ref = versions[0][1]
+    units, cal = ref.attrs["units"], calendar(ref)
+    decoded, integral = [], np.dtype(ref.dtype).kind in "iu"
+    for fid, var in versions:
+        if calendar(var) != cal:
+            raise CombineError(
+                f"{path!r}: calendar {calendar(var)!r} in {fid} but {cal!r} in {versions[0][0]}"
+            )
+        dates = cftime.num2date(var.data, var.attrs["units"], cal, only_use_cftime_datetimes=True)
+        numbers = np.asarray(cftime.date2num(dates, units, cal), dtype="f8")
+        integral = integral and bool(np.all(numbers == np.round(numbers)))
+        decoded.append(numbers)
+    dtype = np.dtype(ref.dtype).newbyteorder("<") if integral else np.dtype("<f8")
+    out = []
+    for (fid, var), numbers in zip(versions, decoded, strict=True):
+        var.data = numbers.astype(dtype)
+        var.dtype = dtype.str
+        var.attrs = {**var.attrs, "units": units, "calendar": ref.attrs.get("calendar", cal)}
+        out.append((fid, var))
+    return out
+
+
+def _decoded(var: Variable) -> Variable:
+    values = np.asarray(var.data).astype("f8")
+    for key in ("_FillValue", "missing_value"):
+        if key in var.attrs:
+            values[np.isin(var.data, np.atleast_1d(var.attrs[key]))] = np.nan
+    values = values * float(var.attrs.get("scale_factor", 1.0)) + float(
+        var.attrs.get("add_offset", 0.0)
+    )
+    attrs = {k: v for k, v in var.attrs.items() if k not in ENCODING_ATTRS[2:]}
+    var.data, var.dtype = values, "<f8"
+    var.attrs = {**attrs, "_FillValue": float("nan")}
+    var.filters = var.compressor = None
+    return var

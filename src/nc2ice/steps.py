@@ -1,0 +1,199 @@
+"""The workflow's steps, each a function from files to files, called by one thin script each."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from nc2ice import combine as combine_mod
+from nc2ice import commit as commit_mod
+from nc2ice import config as config_mod
+from nc2ice import scan as scan_mod
+from nc2ice import sources as sources_mod
+from nc2ice.access import Access, prefix_of
+from nc2ice.chunks import read_region
+from nc2ice.manifest import atomic_write_text, read_manifest
+from nc2ice.validate import validate
+
+log = logging.getLogger("nc2ice")
+
+
+def setup_logging(logfile: str | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if logfile:
+        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(logfile, mode="w"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def write_json(path: str | Path, doc: dict[str, Any]) -> None:
+    atomic_write_text(Path(path), json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def list_sources(config: dict[str, Any], dataset: str, out: str) -> None:
+    ds = config["datasets"][dataset]
+    access = Access.from_config(config)
+    patterns = list(ds.get("sources") or [])
+    if ds.get("sources_file"):
+        patterns += sources_mod.read_sources_file(ds["sources_file"])
+    urls = sources_mod.expand(patterns, access)
+    found = sources_mod.describe(
+        urls, access, workers=config["http"]["max_connections"], on_error=ds["on_error"]
+    )
+    sources_mod.write_table(found, out)
+    bad = [s for s in found if s.error]
+    log.info("%s: %d source files listed, %d unreadable", dataset, len(found), len(bad))
+    for s in bad:
+        log.warning("%s: %s (will be skipped)", s.url, s.error)
+
+
+def scan(config: dict[str, Any], dataset: str, file_id: str, sources_tsv: str, out: str) -> None:
+    ds = config["datasets"][dataset]
+    source = next(s for s in sources_mod.read_table(sources_tsv) if s.file_id == file_id)
+    access = Access.from_config(config)
+    try:
+        if source.error:
+            raise scan_mod.ScanError(f"{source.url}: {source.error}")
+        scan_mod.scan_to_file(
+            source.url, out, access, size=source.size or None, inline_limit=ds["inline_threshold"]
+        )
+    except scan_mod.ScanError as exc:
+        if ds["on_error"] != "skip":
+            raise
+        log.warning("skipping %s", exc)
+        reason = str(exc).removeprefix(f"{source.url}: ")
+        write_json(out, {"version": 1, "refs": {}, "nc2ice": {"source": source.url, "skipped": reason}})
+
+
+def commit(
+    config: dict[str, Any], dataset: str, sources_tsv: str, manifests: list[str], out: str
+) -> None:
+    ds = config["datasets"][dataset]
+    access = Access.from_config(config)
+    table = {s.file_id: s for s in sources_mod.read_table(sources_tsv)}
+    loaded, skipped, digests = [], [], {}
+    for path in manifests:
+        file_id = Path(path).stem
+        doc = json.loads(Path(path).read_text())
+        if doc.get("nc2ice", {}).get("skipped"):
+            skipped.append({"file_id": file_id, "url": table[file_id].url, "reason": doc["nc2ice"]["skipped"]})
+            continue
+        digests[file_id] = commit_mod.input_digest(doc)
+        loaded.append((file_id, read_manifest(path)))
+    skipped_path = Path(out).with_name("skipped.tsv")
+    atomic_write_text(
+        skipped_path,
+        "file_id\turl\treason\n" + "".join(f"{s['file_id']}\t{s['url']}\t{s['reason']}\n" for s in skipped),
+    )
+    if skipped:
+        log.warning("%s: %d file(s) skipped, listed in %s", dataset, len(skipped), skipped_path)
+    plan = combine_mod.combine(
+        loaded,
+        concat_dim=ds["concat_dim"],
+        variables=ds["variables"],
+        drop_variables=ds["drop_variables"],
+        on_chunk_mismatch=ds["on_chunk_mismatch"],
+        max_materialized_fraction=ds["max_materialized_fraction"],
+        reader=lambda var: read_region(var, tuple(slice(0, n) for n in var.shape), access),
+    )
+    report = plan.report()
+    store_url = config_mod.store_url(config, dataset)
+    urls = [table[f].url for f in plan.files]
+    prefixes = sorted({prefix_of(u) for u in urls})
+    inputs = {"manifests": digests, "dataset": ds, "store": store_url}
+    metadata = {
+        "dataset": dataset,
+        "input_digest": commit_mod.input_digest(inputs),
+        "sources": {f: {"url": table[f].url, "manifest_sha256": digests[f]} for f in plan.files},
+        "config": ds,
+        "versions": commit_mod.package_versions(),
+        "report": {k: v for k, v in report.items() if k != "per_file"},
+    }
+    checksums = {table[f].url: commit_mod.checksum_time(table[f].last_modified) for f in plan.files}
+    message = f"{dataset}: {len(plan.files)} files, {report['chunk_references']} chunk references"
+    snapshot, new = commit_mod.commit_plan(
+        plan,
+        store_url=store_url,
+        access=access,
+        prefixes=prefixes,
+        message=message,
+        metadata=metadata,
+        checksums={u: t for u, t in checksums.items() if t},
+    )
+    files, start = [], 0
+    lengths = _lengths(plan, ds["concat_dim"])
+    for file_id in plan.files:
+        files.append({"file_id": file_id, "url": table[file_id].url, "start": start, "length": lengths[file_id]})
+        start += lengths[file_id]
+    _log_report(dataset, report, skipped)
+    write_json(
+        out,
+        {
+            "dataset": dataset,
+            "store": store_url,
+            "snapshot": snapshot,
+            "new_commit": new,
+            "concat_dim": ds["concat_dim"],
+            "groups": sorted(plan.group_attrs),
+            "files": files,
+            "skipped": skipped,
+            "report": report,
+        },
+    )
+
+
+def _lengths(plan: combine_mod.Plan, concat_dim: str) -> dict[str, int]:
+    for array in plan.arrays.values():
+        if array.axis is not None:
+            return {p.file_id: p.var.shape[0] for p in array.parts}
+    return dict.fromkeys(plan.files, 0)
+
+
+def _log_report(dataset: str, report: dict[str, Any], skipped: list) -> None:
+    log.info(
+        "%s: %d files combined into %d arrays (%d virtual), %d chunk references",
+        dataset,
+        report["files"],
+        report["arrays"],
+        report["virtual_arrays"],
+        report["chunk_references"],
+    )
+    log.info(
+        "%s: %d files referenced as they are, %d split into smaller references, "
+        "%d partly copied (%d bytes copied)",
+        dataset,
+        len(report["files_as_is"]),
+        len(report["files_split"]),
+        len(report["files_copied"]),
+        report["copied_bytes"],
+    )
+    for name, why in report["dropped_variables"].items():
+        log.warning("%s: variable %r left out: %s", dataset, name, why)
+    for note in report["notes"]:
+        log.info("%s: %s", dataset, note)
+
+
+def validate_step(config: dict[str, Any], dataset: str, commit_json: str, out: str) -> None:
+    commit_doc = json.loads(Path(commit_json).read_text())
+    ds = config["datasets"][dataset]
+    result = validate(commit_doc, Access.from_config(config), sample_chunks=ds["sample_chunks"])
+    write_json(out, result.to_dict())
+    log.info(
+        "%s: validation %s: %d variables, %d chunks, %d values compared, %d mismatches",
+        dataset,
+        "passed" if result.passed else "FAILED",
+        len(result.variables_checked),
+        result.chunks_checked,
+        result.values_compared,
+        len(result.mismatches),
+    )
+    if not result.passed:
+        raise SystemExit(f"{dataset}: the store does not read back as the sources; see {out}")

@@ -1,0 +1,20 @@
+rule demo_archive:
+    output:
+        directory(DEMO_ARCHIVE),
+    log:
+        "results/logs/demo_archive.log",
+    script:
+        "../scripts/demo_archive.py"
+
+
+checkpoint list_sources:
+    input:
+        demo_archive,
+    output:
+        "results/{dataset}/sources.tsv",
+    log:
+        "results/{dataset}/logs/list_sources.log",
+    resources:
+        http=lambda wildcards: config["http"]["max_connections"],
+    script:
+        "../scripts/list_sources.py"

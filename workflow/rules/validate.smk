@@ -1,0 +1,11 @@
+rule validate:
+    input:
+        "results/{dataset}/commit.json",
+    output:
+        "results/{dataset}/validation.json",
+    log:
+        "results/{dataset}/logs/validate.log",
+    resources:
+        http=1,
+    script:
+        "../scripts/validate.py"
