@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -90,8 +91,12 @@ class Access:
         parts = urlsplit(prefix)
         retry = {
             "max_retries": self.retries,
-            "retry_timeout": 10 * self.timeout_s,
-            "backoff": {"init_backoff": 0.2, "max_backoff": 10.0, "base": 2.0},
+            "retry_timeout": timedelta(seconds=10 * self.timeout_s),
+            "backoff": {
+                "init_backoff": timedelta(seconds=0.2),
+                "max_backoff": timedelta(seconds=10),
+                "base": 2.0,
+            },
         }
         client = {"timeout": f"{self.timeout_s}s", "connect_timeout": "10s", "allow_http": True}
         if parts.scheme == "file":

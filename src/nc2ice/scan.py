@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import obstore
 from obspec_utils.readers import BlockStoreReader
 
 from nc2ice.access import Access, AccessError, prefix_of
@@ -62,7 +63,7 @@ def scan_file(url: str, access: Access, *, size: int | None = None, inline_limit
     try:
         size = access.head(url)["size"] if size is None else size
         reader = BlockStoreReader(store, path, block_size=1 << 20)
-        head = reader.read(8) if size else b""
+        head = _first_bytes(reader, store, path) if size else b""
         later = {}
         if not head.startswith(HDF5_MAGIC) and size > 512:
             for offset in HDF5_USERBLOCK_OFFSETS[1:]:
@@ -80,6 +81,18 @@ def scan_file(url: str, access: Access, *, size: int | None = None, inline_limit
         raise ScanError(f"{url}: cannot read as {_kind_or_file(exc)} ({_first_line(exc)})") from exc
     except Exception as exc:
         raise ScanError(f"{url}: {type(exc).__name__}: {_first_line(exc)}") from exc
+
+
+def _first_bytes(reader: BlockStoreReader, store: Any, path: str) -> bytes:
+    try:
+        return reader.read(8)
+    except Exception as exc:
+        if "Range request not supported" not in str(exc):
+            raise
+    # A server that ignores Range often sends an error page; say what it sent.
+    head = bytes(next(iter(obstore.get(store, path).stream(min_chunk_size=64)), b""))[:64]
+    sniff(head)
+    raise ScanError("the server does not answer HTTP Range requests, which reading needs")
 
 
 def _kind_or_file(exc: BaseException) -> str:

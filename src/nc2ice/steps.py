@@ -34,6 +34,27 @@ def setup_logging(logfile: str | None) -> None:
     )
 
 
+KNOWN_ERRORS = (
+    scan_mod.ScanError,
+    combine_mod.CombineError,
+    config_mod.ConfigError,
+    sources_mod.AccessError,
+)
+
+
+def run(snakemake: Any, step: str) -> None:
+    """Entry point of the workflow scripts: one step, its log, and a one-line error."""
+    setup_logging(snakemake.log[0] if snakemake.log else None)
+    try:
+        STEPS[step](snakemake)
+    except KNOWN_ERRORS as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    except Exception:
+        log.exception("%s failed unexpectedly", step)
+        raise
+
+
 def write_json(path: str | Path, doc: dict[str, Any]) -> None:
     atomic_write_text(Path(path), json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -196,4 +217,29 @@ def validate_step(config: dict[str, Any], dataset: str, commit_json: str, out: s
         len(result.mismatches),
     )
     if not result.passed:
-        raise SystemExit(f"{dataset}: the store does not read back as the sources; see {out}")
+        for m in result.mismatches[:20]:
+            log.error("mismatch: %s in %s: %s", m["variable"], m["file"], m["detail"])
+        log.error("%s: the store does not read back as the sources; see %s", dataset, out)
+        sys.exit(1)
+
+
+def _demo(smk: Any) -> None:
+    from nc2ice.demo import write_demo
+
+    files = write_demo(smk.output[0])
+    log.info("demo archive: %d files written to %s", len(files), smk.output[0])
+
+
+STEPS = {
+    "demo_archive": _demo,
+    "list_sources": lambda smk: list_sources(smk.config, smk.wildcards.dataset, smk.output[0]),
+    "scan": lambda smk: scan(
+        smk.config, smk.wildcards.dataset, smk.wildcards.file_id, smk.input.sources, smk.output[0]
+    ),
+    "commit": lambda smk: commit(
+        smk.config, smk.wildcards.dataset, smk.input.sources, list(smk.input.manifests), smk.output[0]
+    ),
+    "validate": lambda smk: validate_step(
+        smk.config, smk.wildcards.dataset, smk.input[0], smk.output[0]
+    ),
+}

@@ -1,10 +1,3 @@
-from nc2ice import steps
+from nc2ice.steps import run
 
-steps.setup_logging(snakemake.log[0])
-steps.commit(
-    snakemake.config,
-    snakemake.wildcards.dataset,
-    snakemake.input.sources,
-    list(snakemake.input.manifests),
-    snakemake.output[0],
-)
+run(snakemake, "commit")  # noqa: F821

@@ -1,4 +1,3 @@
-from nc2ice import demo, steps
+from nc2ice.steps import run
 
-steps.setup_logging(snakemake.log[0])
-demo.write_demo(snakemake.output[0])
+run(snakemake, "demo_archive")  # noqa: F821

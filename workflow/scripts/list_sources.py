@@ -1,4 +1,3 @@
-from nc2ice import steps
+from nc2ice.steps import run
 
-steps.setup_logging(snakemake.log[0])
-steps.list_sources(snakemake.config, snakemake.wildcards.dataset, snakemake.output[0])
+run(snakemake, "list_sources")  # noqa: F821

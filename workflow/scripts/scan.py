@@ -1,10 +1,3 @@
-from nc2ice import steps
+from nc2ice.steps import run
 
-steps.setup_logging(snakemake.log[0])
-steps.scan(
-    snakemake.config,
-    snakemake.wildcards.dataset,
-    snakemake.wildcards.file_id,
-    snakemake.input.sources,
-    snakemake.output[0],
-)
+run(snakemake, "scan")  # noqa: F821

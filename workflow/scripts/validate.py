@@ -1,6 +1,3 @@
-from nc2ice import steps
+from nc2ice.steps import run
 
-steps.setup_logging(snakemake.log[0])
-steps.validate_step(
-    snakemake.config, snakemake.wildcards.dataset, snakemake.input[0], snakemake.output[0]
-)
+run(snakemake, "validate")  # noqa: F821

@@ -1,0 +1,133 @@
+"""The workflow end to end, as `snakemake` subprocesses, against local files and loopback servers."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from archives import clean, netcdf3
+from conftest import commit_record, read_back_in_new_process, run_workflow, validation
+
+pytestmark = pytest.mark.e2e
+
+
+def test_local_files(tmp_path):
+    files = clean(tmp_path / "archive")
+    config = {"datasets": {"tas": {"sources": [str(tmp_path / "archive" / "*.nc")]}},
+              "store": {"root": str(tmp_path / "stores")}}
+    run_workflow(tmp_path / "run", config)
+    report = validation(tmp_path / "run", "tas")
+    assert report["passed"] is True
+    assert set(report["variables_checked"]) == {"tas", "time", "time_bnds", "lat", "lon"}
+    record = commit_record(tmp_path / "run", "tas")
+    assert record["report"]["copied_bytes"] == 0
+    assert len(record["report"]["files_as_is"]) == 3
+    out = read_back_in_new_process(record["store"], files, [f"file://{tmp_path / 'archive'}/"])
+    assert "READ BACK OK" in out
+
+    # A rerun has nothing to do; a forced commit of the same inputs makes no new snapshot.
+    again = run_workflow(tmp_path / "run", config)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    run_workflow(tmp_path / "run", config, "--forcerun", "commit")
+    assert commit_record(tmp_path / "run", "tas")["snapshot"] == record["snapshot"]
+    assert commit_record(tmp_path / "run", "tas")["new_commit"] is False
+
+
+def test_netcdf3_local(tmp_path):
+    files = netcdf3(tmp_path / "archive")
+    config = {"datasets": {"nc3": {"sources": [str(f) for f in files]}},
+              "store": {"root": str(tmp_path / "stores")}}
+    run_workflow(tmp_path / "run", config)
+    assert validation(tmp_path / "run", "nc3")["passed"] is True
+    record = commit_record(tmp_path / "run", "nc3")
+    read_back_in_new_process(record["store"], files, [f"file://{tmp_path / 'archive'}/"])
+
+
+def test_http_sources_are_throttled(tmp_path, http_server, http_root):
+    files = clean(http_root / "e2e-http", years=(2000, 2001, 2002, 2003, 2004, 2005))
+    urls = [f"{http_server.url}/e2e-http/{f.name}" for f in files]
+    config = {"datasets": {"web": {"sources": urls}},
+              "store": {"root": str(tmp_path / "stores")},
+              "http": {"max_connections": 1}}
+    http_server.reset_counts()
+    http_server.delay_s = 0.02
+    try:
+        run_workflow(tmp_path / "run", config, "--cores", "4")
+    finally:
+        http_server.delay_s = 0.0
+    assert validation(tmp_path / "run", "web")["passed"] is True
+    assert http_server.max_active == 1, f"{http_server.max_active} connections at once"
+    record = commit_record(tmp_path / "run", "web")
+    read_back_in_new_process(record["store"], files, ["http://127.0.0.1/"])
+
+
+def test_s3_sources_and_store(tmp_path, s3_server):
+    files = clean(tmp_path / "archive")
+    s3 = s3_server.client()
+    for bucket in ("archive", "stores"):
+        s3.create_bucket(Bucket=bucket)
+    for f in files:
+        s3.upload_file(str(f), "archive", f"cmip/tas/{f.name}")
+    config = {
+        "datasets": {"bucket": {"sources": ["s3://archive/cmip/tas/*.nc"]}},
+        "store": {"root": "s3://stores/virtual"},
+        "s3": {"endpoint_url": s3_server.endpoint, "force_path_style": True,
+               "region": "us-east-1"},
+    }
+    run_workflow(tmp_path / "run", config, env=s3_server.env)
+    assert validation(tmp_path / "run", "bucket")["passed"] is True
+    record = commit_record(tmp_path / "run", "bucket")
+    assert record["store"] == "s3://stores/virtual/bucket.icechunk"
+    read_back_in_new_process(record["store"], files, ["s3://archive/"], s3_server.endpoint)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("fault/404/tas_2000.nc", "not found (404)"),
+        ("fault/403/tas_2000.nc", "403"),
+        ("fault/html/tas_2000.nc", "HTML/XML page, not netCDF"),
+    ],
+)
+def test_bad_http_sources_fail_naming_the_url(tmp_path, http_server, http_root, path, expected):
+    clean(http_root / "bad", years=(2000,))
+    url = f"{http_server.url}/{path.replace('tas_2000', 'bad/tas_2000')}"
+    config = {"datasets": {"bad": {"sources": [url]}}, "store": {"root": str(tmp_path / "s")}}
+    proc = run_workflow(tmp_path / "run", config, check=False)
+    assert proc.returncode != 0
+    assert url in proc.stderr and expected in proc.stderr, proc.stderr[-3000:]
+    assert not list((tmp_path / "run" / "results" / "bad" / "manifests").glob("*.json"))
+    assert not (tmp_path / "s").exists()
+
+
+def test_flaky_server_is_retried(tmp_path, http_server, http_root):
+    clean(http_root / "flaky", years=(2000, 2001))
+    urls = [f"{http_server.url}/fault/flaky/flaky/tas_{y}.nc" for y in (2000, 2001)]
+    config = {"datasets": {"flaky": {"sources": urls}}, "store": {"root": str(tmp_path / "s")}}
+    run_workflow(tmp_path / "run", config)
+    assert validation(tmp_path / "run", "flaky")["passed"] is True
+
+
+def test_unreachable_host(tmp_path):
+    url = "http://127.0.0.1:9/nothing-listens-here.nc"
+    config = {"datasets": {"gone": {"sources": [url]}}, "store": {"root": str(tmp_path / "s")},
+              "http": {"retries": 0, "timeout_s": 5}}
+    proc = run_workflow(tmp_path / "run", config, check=False)
+    assert proc.returncode != 0 and url in proc.stderr
+
+
+def test_misspelt_config_key(tmp_path):
+    config = {"datasets": {"x": {"sourcse": ["a.nc"]}}}
+    proc = run_workflow(tmp_path / "run", config, check=False)
+    assert proc.returncode != 0
+    assert "datasets.x" in proc.stderr and "sourcse" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_user_config_replaces_the_demo(tmp_path):
+    clean(tmp_path / "archive", years=(2000,))
+    config = {"datasets": {"mine": {"sources": [str(tmp_path / "archive" / "tas_2000.nc")]}},
+              "store": {"root": str(tmp_path / "stores")}}
+    proc = run_workflow(tmp_path / "run", config, "--dry-run")
+    assert "demo" not in proc.stdout.replace("nc2ice demo", "")
+    assert not (tmp_path / "run" / "resources").exists()
+    shutil.rmtree(tmp_path / "run")
