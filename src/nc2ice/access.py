@@ -220,4 +220,6 @@ def describe_error(exc: BaseException) -> str:
     first = text.splitlines()[0] if text else type(exc).__name__
     if type(exc).__name__ == "FileNotFoundError" or "NotFound" in type(exc).__name__:
         return "not found (404)"
+    if "error sending request" in text or "Connection refused" in text:
+        return "cannot connect to the server (refused, unreachable, or unknown host)"
     return first[:300]

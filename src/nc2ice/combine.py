@@ -52,6 +52,7 @@ class Plan:
     dropped: dict[str, str] = field(default_factory=dict)  # variable → why
 
     def report(self) -> dict[str, Any]:
+        reasons: dict[str, list[str]] = defaultdict(list)
         per_file: dict[str, dict[str, int]] = {
             f: {"as_is": 0, "split": 0, "copied": 0, "copied_bytes": 0} for f in self.files
         }
@@ -63,6 +64,8 @@ class Plan:
                     key = "copied" if fate is Fate.COPY else fate.value
                     per_file[file_id][key] += n
                 per_file[file_id]["copied_bytes"] += array.grid.copied_bytes[file_id]
+            for file_id, why in array.grid.reasons.items():
+                reasons[file_id].append(f"{array.path}: {why}")
         virtual = [a for a in self.arrays.values() if a.data is None]
         return {
             "files": len(self.files),
@@ -74,6 +77,8 @@ class Plan:
             "files_split": sorted(f for f, c in per_file.items() if c["split"]),
             "files_copied": sorted(f for f, c in per_file.items() if c["copied"]),
             "copied_bytes": sum(c["copied_bytes"] for c in per_file.values()),
+            "copied_why": dict(reasons),
+            "grids": {a.path: list(a.chunks) for a in self.arrays.values() if a.grid},
             "per_file": per_file,
             "dropped_variables": self.dropped,
             "notes": self.notes,
@@ -184,7 +189,7 @@ def _in_order(manifests, concat_dim: str):
 def _plan_array(path, versions, concat_dim, plan: Plan, reader) -> ArrayPlan:
     first = versions[0][1]
     if concat_dim not in first.dims:
-        return _static_array(path, versions)
+        return _static_array(path, versions, concat_dim)
     if len({encoding_key(v) for _, v in versions}) > 1:
         versions = harmonise(path, versions, plan.notes, reader)
     parts, offset = [], 0
@@ -203,13 +208,14 @@ def _plan_array(path, versions, concat_dim, plan: Plan, reader) -> ArrayPlan:
     return array
 
 
-def _static_array(path, versions) -> ArrayPlan:
+def _static_array(path, versions, concat_dim: str) -> ArrayPlan:
     file_id, first = versions[0]
     for other_id, var in versions[1:]:
         if var.loaded and first.loaded and not _same_values(var.data, first.data):
             raise CombineError(
-                f"{path!r} is not concatenated but differs between files "
-                f"{file_id} and {other_id}: the files do not share one grid"
+                f"{path!r} has no {concat_dim!r} dimension but differs between files "
+                f"{file_id} and {other_id}; such a variable must be the same in every file "
+                "(or be listed in drop_variables)"
             )
     array = ArrayPlan(path, first, first.shape, first.chunks, refs=dict(first.refs))
     if first.loaded:
@@ -249,7 +255,7 @@ def _check_copy_policy(plan: Plan, on_mismatch: str, max_fraction: float) -> Non
     if total and copied / total > max_fraction:
         per_file = report["per_file"]
         lines = [
-            f"  {f}: {per_file[f]['copied_bytes']} bytes"
+            f"  {f}: {per_file[f]['copied_bytes']} bytes ({'; '.join(report['copied_why'][f])})"
             for f in sorted(report["files_copied"], key=lambda f: -per_file[f]["copied_bytes"])[:20]
         ]
         raise CombineError(

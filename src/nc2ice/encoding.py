@@ -85,7 +85,7 @@ def harmonise(
     if is_time_like(versions[0][1]):
         out = _reencode_times(path, versions)
         notes.append(
-            f"{path!r}: time units differ between files; re-encoded to "
+            f"{path!r}: time units or calendar differ between files; re-encoded to "
             f"{out[0][1].attrs['units']!r} ({out[0][1].attrs.get('calendar', 'standard')})"
         )
         return out
@@ -118,11 +118,12 @@ def _reencode_times(path: str, versions):
     units, cal = ref.attrs["units"], calendar(ref)
     decoded, integral = [], np.dtype(ref.dtype).kind in "iu"
     for fid, var in versions:
+        dates = cftime.num2date(
+            var.data, var.attrs["units"], calendar(var), only_use_cftime_datetimes=True
+        )
         if calendar(var) != cal:
-            raise CombineError(
-                f"{path!r}: calendar {calendar(var)!r} in {fid} but {cal!r} in {versions[0][0]}"
-            )
-        dates = cftime.num2date(var.data, var.attrs["units"], cal, only_use_cftime_datetimes=True)
+            dates = _same_dates_in(dates, cal, f"{path!r}: calendar {calendar(var)!r} in {fid} "
+                                   f"but {cal!r} in {versions[0][0]}")
         numbers = np.asarray(cftime.date2num(dates, units, cal), dtype="f8")
         integral = integral and bool(np.all(numbers == np.round(numbers)))
         decoded.append(numbers)
@@ -134,6 +135,20 @@ def _reencode_times(path: str, versions):
         var.attrs = {**var.attrs, "units": units, "calendar": ref.attrs.get("calendar", cal)}
         out.append((fid, var))
     return out
+
+
+def _same_dates_in(dates: np.ndarray, cal: str, problem: str) -> np.ndarray:
+    """The standard and proleptic Gregorian calendars agree after 1582-10-15; others never."""
+    from nc2ice.combine import CombineError
+
+    gregorian = {"standard", "proleptic_gregorian"}
+    flat = np.ravel(dates)
+    if cal not in gregorian or flat.size == 0 or dates.flat[0].calendar not in gregorian:
+        raise CombineError(problem)
+    if min(d.timetuple()[:3] for d in flat) < (1582, 10, 15):
+        raise CombineError(problem + " (and dates before 1582-10-15 differ between them)")
+    moved = [cftime.datetime(*d.timetuple()[:6], d.microsecond, calendar=cal) for d in flat]
+    return np.array(moved, dtype=object).reshape(np.shape(dates))
 
 
 def _decoded(var: Variable) -> Variable:

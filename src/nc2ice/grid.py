@@ -47,6 +47,7 @@ class GridPlan:
     copy: list[int]  # grid chunk indices along the axis whose slabs are copied
     fates: dict[str, dict[Fate, int]] = field(default_factory=dict)  # per file: grid chunks
     copied_bytes: dict[str, int] = field(default_factory=dict)  # per file: bytes copied
+    reasons: dict[str, str] = field(default_factory=dict)  # per file: why anything was copied
 
 
 def signature(var: Variable) -> tuple:
@@ -85,18 +86,22 @@ def _foreign(part: Part) -> Part:
 
 
 def _candidates(parts: list[Part], axis: int) -> list[tuple[int, ...]]:
+    """Each file's own chunking, and the same aligned to every file boundary: the largest
+    step that divides the lengths of all files but the last (and all chunk lengths)."""
     virtual = [p for p in parts if not (p.var.loaded or p.foreign)] or parts
-    common = 0
+    lengths = 0
     for p in parts[:-1]:
-        common = math.gcd(common, p.var.shape[axis])
+        lengths = math.gcd(lengths, p.var.shape[axis])
+    everything = lengths
+    for p in virtual:
+        everything = math.gcd(everything, p.var.chunks[axis])
     found: dict[tuple[int, ...], None] = {}
     for p in virtual:
         chunks = p.var.chunks
         found[chunks] = None
-        if common:
-            aligned = list(chunks)
-            aligned[axis] = math.gcd(common, chunks[axis]) or 1
-            found[tuple(aligned)] = None
+        for step in (math.gcd(lengths, chunks[axis]), everything):
+            if step:
+                found[chunks[:axis] + (step,) + chunks[axis + 1 :]] = None
     return list(found)
 
 
@@ -183,7 +188,20 @@ def _build(parts: list[Part], axis: int, shape: tuple[int, ...], grid) -> GridPl
                     plan.refs[index] = ref
         plan.fates[part.file_id] = counts
         plan.copied_bytes[part.file_id] = copied
+        if counts[Fate.COPY]:
+            plan.reasons[part.file_id] = _why_copied(part, axis, grid)
     return plan
+
+
+def _why_copied(part: Part, axis: int, grid: tuple[int, ...]) -> str:
+    var = part.var
+    if var.loaded:
+        return "its values were loaded while scanning (a small file)"
+    if part.foreign:
+        return "it is encoded differently (byte order or compression) from the other files"
+    if var.chunks != tuple(grid) and not var.uncompressed:
+        return f"its compressed chunks {var.chunks} do not fit the common grid {tuple(grid)}"
+    return f"its length or position does not line up with the common grid {tuple(grid)}"
 
 
 def _ref_for(part: Part, axis: int, grid, index, fate: Fate) -> ChunkRef | None:

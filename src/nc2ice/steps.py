@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
+
+import icechunk
 
 from nc2ice import combine as combine_mod
 from nc2ice import commit as commit_mod
@@ -22,6 +25,11 @@ log = logging.getLogger("nc2ice")
 
 
 def setup_logging(logfile: str | None) -> None:
+    # Icechunk warns on every open that local storage is not for concurrent commits (this
+    # workflow commits each store from one job), and zarr that numcodecs are not in the v3
+    # spec (they are what the source files use).  Neither tells a user anything.
+    icechunk.set_logs_filter("error")
+    warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if logfile:
         Path(logfile).parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +204,11 @@ def _log_report(dataset: str, report: dict[str, Any], skipped: list) -> None:
         len(report["files_copied"]),
         report["copied_bytes"],
     )
+    for path, grid in report["grids"].items():
+        log.info("%s: %r stored on the chunk grid %s", dataset, path, tuple(grid))
+    for file_id, why in report["copied_why"].items():
+        copied = report["per_file"][file_id]["copied_bytes"]
+        log.info("%s: %s: %d bytes copied because %s", dataset, file_id, copied, "; ".join(why))
     for name, why in report["dropped_variables"].items():
         log.warning("%s: variable %r left out: %s", dataset, name, why)
     for note in report["notes"]:

@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 from virtualizarr.parsers.hdf.filters import codecs_from_dataset
 
+from nc2ice.formats.policy import AWKWARD_CAP, bounds_names, should_load
 from nc2ice.manifest import Manifest, Variable
 
 _HIDDEN_ATTRS = {
@@ -36,20 +37,24 @@ _PURE_DIMENSION = "This is a netCDF dimension but not a netCDF variable"
 def scan_hdf5(url: str, fileobj: Any, inline_limit: int) -> Manifest:
     manifest = Manifest(url=url, variables={}, group_attrs={})
     with h5py.File(fileobj, mode="r") as f:
-        _walk(f, "", url, inline_limit, manifest)
+        datasets: dict[str, h5py.Dataset] = {}
+        _walk(f, "", manifest, datasets)
+        bounds = bounds_names(_describe(ds, p) for p, ds in datasets.items())
+        for path, ds in datasets.items():
+            var = _variable(ds, path, url, inline_limit, bounds, manifest.notes)
+            if var is not None:
+                manifest.variables[path] = var
     return manifest
 
 
-def _walk(group: h5py.Group, prefix: str, url: str, limit: int, manifest: Manifest) -> None:
+def _walk(group: h5py.Group, prefix: str, manifest: Manifest, found: dict) -> None:
     manifest.group_attrs[prefix] = attributes(group)
     for key, obj in group.items():
         path = f"{prefix}/{key}" if prefix else key
         if isinstance(obj, h5py.Group):
-            _walk(obj, path, url, limit, manifest)
+            _walk(obj, path, manifest, found)
         elif isinstance(obj, h5py.Dataset) and not _is_pure_dimension(obj):
-            var = _variable(obj, path, url, limit, manifest.notes)
-            if var is not None:
-                manifest.variables[path] = var
+            found[path] = obj
 
 
 def _is_pure_dimension(ds: h5py.Dataset) -> bool:
@@ -57,10 +62,8 @@ def _is_pure_dimension(ds: h5py.Dataset) -> bool:
     return isinstance(name, bytes) and name.decode(errors="replace").startswith(_PURE_DIMENSION)
 
 
-def _variable(
-    ds: h5py.Dataset, path: str, url: str, limit: int, notes: list[str]
-) -> Variable | None:
-    var = Variable(
+def _describe(ds: h5py.Dataset, path: str) -> Variable:
+    return Variable(
         path=path,
         dims=_dims(ds),
         shape=tuple(ds.shape),
@@ -68,15 +71,21 @@ def _variable(
         dtype=ds.dtype.str,
         attrs=attributes(ds),
     )
+
+
+def _variable(
+    ds: h5py.Dataset, path: str, url: str, limit: int, bounds: set[str], notes: list[str]
+) -> Variable | None:
+    var = _describe(ds, path)
     reason = _why_not_referenceable(ds)
-    if reason is None and not _wants_loading(ds, var, limit):
+    if reason is None and not should_load(var, bounds, limit):
         codecs = [c.get_config() for c in codecs_from_dataset(ds)]
         var.filters = codecs[:-1] or None
         var.compressor = codecs[-1] if codecs else None
         var.refs = _chunk_refs(ds, url)
         return var
     size = ds.size * max(ds.dtype.itemsize, 1)
-    if reason is not None and size > limit:
+    if reason is not None and size > AWKWARD_CAP:
         notes.append(f"left out {path!r}: {reason}, and at {size} bytes too large to load")
         return None
     var.data = _load(ds)
@@ -96,12 +105,6 @@ def _why_not_referenceable(ds: h5py.Dataset) -> str | None:
     except Exception as exc:
         return f"its HDF5 filter has no Zarr codec ({exc})"
     return None
-
-
-def _wants_loading(ds: h5py.Dataset, var: Variable, limit: int) -> bool:
-    """Coordinates, bounds and anything small are cheaper to carry than to reference."""
-    is_coordinate = len(var.dims) == 1 and var.dims[0] == var.name
-    return var.shape == () or var.nbytes <= limit or (is_coordinate and var.nbytes <= 64 * limit)
 
 
 def _load(ds: h5py.Dataset) -> np.ndarray:

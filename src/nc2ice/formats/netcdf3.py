@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from nc2ice.formats.policy import COORDINATE_CAP, bounds_names, should_load
 from nc2ice.manifest import Manifest, Variable
 
 _TYPES = {1: "i1", 2: "S1", 3: ">i2", 4: ">i4", 5: ">f4", 6: ">f8"}
@@ -145,12 +146,12 @@ def _check_within(url: str, var: Variable, size: int) -> None:
 
 
 def _load_small(manifest: Manifest, f: BinaryIO, limit: int) -> None:
+    bounds = bounds_names(manifest.variables.values())
     for var in list(manifest.variables.values()):
-        is_coordinate = len(var.dims) == 1 and var.dims[0] == var.name
-        small = var.nbytes <= limit or (is_coordinate and var.nbytes <= 64 * limit)
-        if not (small or var.dtype.endswith("S1") or var.shape == ()):
+        small = should_load(var, bounds, limit)
+        if not (small or var.dtype.endswith("S1")):
             continue
-        if var.dtype.endswith("S1") and not small:
+        if var.dtype.endswith("S1") and var.nbytes > COORDINATE_CAP:
             manifest.notes.append(f"left out {var.path!r}: a character array too large to load")
             del manifest.variables[var.path]
             continue

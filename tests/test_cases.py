@@ -1,0 +1,154 @@
+"""Messy archives (issue 3): each case a dataset, run end to end as local files and over HTTP."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import archives
+import pytest
+from archives import LAT, LON
+from conftest import commit_record, run_workflow, validation
+
+pytestmark = pytest.mark.e2e
+
+PASSING = {
+    "uneven_uncompressed": {},
+    "uneven_compressed": {"max_materialized_fraction": 0.5},
+    "leap_years": {},
+    "time_units": {},
+    "packing": {},
+    "awkward": {},
+    "drift_variables": {"variables": "common"},
+}
+
+
+def _sources(folder: Path, base: str | None, http_root: Path | None) -> list[str]:
+    files = sorted(folder.glob("*.nc"))
+    if base is None:
+        return [str(f) for f in files]
+    target = http_root / "cases" / folder.name
+    shutil.copytree(folder, target, dirs_exist_ok=True)
+    return [f"{base}/cases/{folder.name}/{f.name}" for f in files]
+
+
+@pytest.fixture(scope="module", params=["local", "http"])
+def messy_run(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"cases-{request.param}")
+    base = http_root = None
+    if request.param == "http":
+        server = request.getfixturevalue("http_server")
+        base, http_root = server.url, request.getfixturevalue("http_root")
+    datasets = {}
+    for name, options in PASSING.items():
+        getattr(archives, name)(tmp / "archives" / name)
+        datasets[name] = {"sources": _sources(tmp / "archives" / name, base, http_root),
+                          "inline_threshold": 0, **options}
+    config = {"datasets": datasets, "store": {"root": str(tmp / "stores")}}
+    run_workflow(tmp / "run", config)
+    return tmp / "run"
+
+
+@pytest.mark.parametrize("case", list(PASSING))
+def test_case_passes_validation(messy_run, case):
+    report = validation(messy_run, case)
+    assert report["passed"] is True, report["mismatches"]
+    assert report["mismatches"] == []
+
+
+def test_uncompressed_uneven_chunks_copy_nothing(messy_run):
+    report = commit_record(messy_run, "uneven_uncompressed")["report"]
+    assert report["copied_bytes"] == 0
+    assert report["files_split"], "contiguous and 4-month chunks should be split"
+    assert report["grids"]["tas"] == [2, LAT, LON]
+
+
+def test_compressed_uneven_chunks_report_exact_bytes(messy_run):
+    report = commit_record(messy_run, "uneven_compressed")["report"]
+    assert report["copied_bytes"] == (12 + 3) * LAT * LON * 4
+    assert sorted(report["files_copied"]) == ["tas_2002", "tas_2003"]
+    assert report["grids"]["tas"] == [6, LAT, LON]
+    assert "do not fit" in report["copied_why"]["tas_2002"][0]
+
+
+def test_leap_years_split_without_copying(messy_run):
+    report = commit_record(messy_run, "leap_years")["report"]
+    assert report["copied_bytes"] == 0
+    assert report["grids"]["pr"][0] == 1
+
+
+def test_time_units_harmonised(messy_run):
+    report = commit_record(messy_run, "time_units")["report"]
+    assert any("'time'" in n and "re-encoded" in n for n in report["notes"])
+    assert any("'time_bnds'" in n and "re-encoded" in n for n in report["notes"])
+    assert "time_bnds" in validation(messy_run, "time_units")["variables_checked"]
+
+
+def test_packing_differences_are_decoded(messy_run):
+    report = commit_record(messy_run, "packing")["report"]
+    assert any("'tas'" in n and "decoded" in n for n in report["notes"])
+
+
+def test_awkward_variables_and_groups(messy_run):
+    record = commit_record(messy_run, "awkward")
+    assert "ocean" in record["groups"]
+    checked = validation(messy_run, "awkward")["variables_checked"]
+    assert {"label", "realization", "height", "ocean/sst"} <= set(checked)
+    notes = " ".join(record["report"]["notes"])
+    assert "'label'" in notes and "compact layout" in notes
+
+
+def test_common_variables_drop_the_odd_ones(messy_run):
+    dropped = commit_record(messy_run, "drift_variables")["report"]["dropped_variables"]
+    assert set(dropped) == {"time_bnds", "huss"}
+
+
+def _failing(tmp_path, name, **options):
+    getattr(archives, name)(tmp_path / name)
+    config = {"datasets": {name: {"sources": [str(tmp_path / name / "*.nc")],
+                                  "inline_threshold": 0, **options}},
+              "store": {"root": str(tmp_path / "stores")}}
+    proc = run_workflow(tmp_path / "run", config, check=False)
+    assert proc.returncode != 0
+    assert not (tmp_path / "stores" / f"{name}.icechunk").exists()
+    return proc.stderr
+
+
+def test_variable_drift_is_an_error_naming_files(tmp_path):
+    err = _failing(tmp_path, "drift_variables")
+    assert "do not all hold the same variables" in err
+    assert "tas_2001" in err and "time_bnds" in err and "huss" in err
+    assert "variables: common" in err
+
+
+def test_dimension_drift_is_an_error(tmp_path):
+    err = _failing(tmp_path, "drift_dimensions")
+    assert "dimension sizes differ" in err and "'lat': 3" in err and "tas_2001" in err
+
+
+def test_too_much_copying_is_refused(tmp_path):
+    err = _failing(tmp_path, "uneven_compressed")
+    assert "max_materialized_fraction" in err
+    assert "tas_2002: 2304 bytes" in err and "tas_2003: 576 bytes" in err
+
+
+def test_chunk_mismatch_error_policy(tmp_path):
+    err = _failing(tmp_path, "uneven_uncompressed", on_chunk_mismatch="error")
+    assert "on_chunk_mismatch is 'error'" in err and "tas_2001" in err
+
+
+def test_bad_files_skipped(tmp_path, http_server, http_root):
+    archives.clean(http_root / "skip", years=(2000, 2001, 2002))
+    base = f"{http_server.url}"
+    urls = [f"{base}/skip/tas_2000.nc", f"{base}/fault/html/skip/tas_2001.nc",
+            f"{base}/skip/tas_2002.nc", f"{base}/skip/missing.nc"]
+    config = {"datasets": {"skip": {"sources": urls, "on_error": "skip"}},
+              "store": {"root": str(tmp_path / "stores")}}
+    run_workflow(tmp_path / "run", config)
+    report = validation(tmp_path / "run", "skip")
+    assert report["passed"] is True
+    skipped = {s["file_id"]: s["reason"] for s in report["skipped_files"]}
+    assert set(skipped) == {"tas_2001", "missing"}
+    assert "HTML" in skipped["tas_2001"] and "404" in skipped["missing"]
+    table = (tmp_path / "run" / "results" / "skip" / "skipped.tsv").read_text()
+    assert "tas_2001" in table and "missing" in table
