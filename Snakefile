@@ -13,6 +13,6 @@ include: "workflow/rules/validate.smk"
 
 
 rule all:
+    default_target: True
     input:
         expand("results/{dataset}/validation.json", dataset=DATASETS),
-    default_target: True

@@ -17,8 +17,11 @@ def monthly(year: int, months: int = 12, seed: int | None = None) -> xr.Dataset:
     mid = edges[:-1] + (edges[1:] - edges[:-1]) / 2
     return xr.Dataset(
         {
-            "tas": (("time", "lat", "lon"), rng.normal(280, 5, (months, LAT, LON)).astype("f4"),
-                    {"units": "K", "standard_name": "air_temperature"}),
+            "tas": (
+                ("time", "lat", "lon"),
+                rng.normal(280, 5, (months, LAT, LON)).astype("f4"),
+                {"units": "K", "standard_name": "air_temperature"},
+            ),
             "time_bnds": (("time", "bnds"), np.stack([edges[:-1], edges[1:]], axis=1)),
         },
         coords={
@@ -30,8 +33,15 @@ def monthly(year: int, months: int = 12, seed: int | None = None) -> xr.Dataset:
     )
 
 
-def write(ds: xr.Dataset, path: Path, *, units: str = "days since 2000-01-01",
-          tas: dict | None = None, fmt: str = "NETCDF4", **kwargs) -> Path:
+def write(
+    ds: xr.Dataset,
+    path: Path,
+    *,
+    units: str = "days since 2000-01-01",
+    tas: dict | None = None,
+    fmt: str = "NETCDF4",
+    **kwargs,
+) -> Path:
     time = {"units": units, "calendar": "standard", "dtype": "f8"}
     encoding = {"time": time, "time_bnds": dict(time)}
     if tas is not None:
@@ -110,8 +120,9 @@ def leap_years(folder: Path) -> list[Path]:
     out = []
     for year in (2003, 2004, 2005):
         path = folder / f"pr_{year}.nc"
-        daily(year).to_netcdf(path, encoding={"pr": {"contiguous": True},
-                                              "time": {"units": "days since 1850-01-01"}})
+        daily(year).to_netcdf(
+            path, encoding={"pr": {"contiguous": True}, "time": {"units": "days since 1850-01-01"}}
+        )
         out.append(path)
     return out
 
@@ -121,10 +132,10 @@ def time_units(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     return [
         write(monthly(2000), folder / "tas_2000.nc", tas=COMPRESSED),
-        write(monthly(2001), folder / "tas_2001.nc", tas=COMPRESSED,
-              units="days since 1930-01-01"),
-        write(monthly(2002), folder / "tas_2002.nc", tas=COMPRESSED,
-              units="hours since 2002-01-01"),
+        write(monthly(2001), folder / "tas_2001.nc", tas=COMPRESSED, units="days since 1930-01-01"),
+        write(
+            monthly(2002), folder / "tas_2002.nc", tas=COMPRESSED, units="hours since 2002-01-01"
+        ),
     ]
 
 
@@ -152,8 +163,7 @@ def awkward(folder: Path) -> list[Path]:
             {"sst": (("time", "lat", "lon"), monthly(year, seed=year + 7).tas.values - 5)},
             attrs={"realm": "ocean"},
         )
-        ocean.to_netcdf(path, mode="a", group="ocean",
-                        encoding={"sst": {**COMPRESSED}})
+        ocean.to_netcdf(path, mode="a", group="ocean", encoding={"sst": {**COMPRESSED}})
         with h5py.File(path, "a") as f:
             space = h5py.h5s.create(h5py.h5s.SCALAR)
             dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
@@ -181,8 +191,10 @@ def _without_bounds(folder: Path) -> Path:
     ds = monthly(2001).drop_vars("time_bnds")
     ds.time.attrs.pop("bounds")
     path = folder / "tas_2001.nc"
-    ds.to_netcdf(path, encoding={"time": {"units": "days since 2000-01-01", "dtype": "f8"},
-                                 "tas": COMPRESSED})
+    ds.to_netcdf(
+        path,
+        encoding={"time": {"units": "days since 2000-01-01", "dtype": "f8"}, "tas": COMPRESSED},
+    )
     return path
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from servers import HTTPServer, S3Server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,22 +33,31 @@ def s3_server():
     server.stop()
 
 
-def run_workflow(workdir: Path, config: dict, *args: str, check: bool = True,
-                 env: dict | None = None) -> subprocess.CompletedProcess:
+def run_workflow(
+    workdir: Path, config: dict, *args: str, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run snakemake as a user would, in its own process, on a config of our own."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     cmd = [
-        sys.executable, "-m", "snakemake",
-        "-s", str(REPO / "Snakefile"),
-        "--directory", str(workdir),
-        "--configfile", str(workdir / "config.yaml"),
-        "--profile", str(REPO / "profiles" / "default"),
-        "--cores", "2",
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--profile",
+        str(REPO / "profiles" / "default"),
+        "--cores",
+        "2",
         *args,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=600)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc
@@ -73,8 +81,9 @@ if store.startswith("s3://"):
                                   force_path_style=True, region="us-east-1", from_env=True)
 else:
     storage = icechunk.local_filesystem_storage(store.removeprefix("file://"))
-creds = {p: (icechunk.s3_from_env_credentials() if p.startswith("s3://") else None) for p in authorize}
-repo = icechunk.Repository.open(storage, authorize_virtual_chunk_access=icechunk.containers_credentials(creds))
+creds = {p: icechunk.s3_from_env_credentials() if p.startswith("s3") else None for p in authorize}
+creds = icechunk.containers_credentials(creds)
+repo = icechunk.Repository.open(storage, authorize_virtual_chunk_access=creds)
 ds = xr.open_zarr(repo.readonly_session("main").store, consolidated=False).load()
 want = xr.concat([xr.open_dataset(s).load() for s in sources], dim="time", data_vars="minimal",
                  coords="minimal", compat="override", join="override")
@@ -83,10 +92,12 @@ print("READ BACK OK", dict(ds.sizes))
 """
 
 
-def read_back_in_new_process(store: str, sources: list[Path], prefixes: list[str],
-                             s3_endpoint: str | None = None) -> str:
+def read_back_in_new_process(
+    store: str, sources: list[Path], prefixes: list[str], s3_endpoint: str | None = None
+) -> str:
     arg = json.dumps([store, [str(s) for s in sources], prefixes, s3_endpoint])
-    proc = subprocess.run([sys.executable, "-c", READ_BACK, arg], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", READ_BACK, arg], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc.stdout

@@ -81,8 +81,9 @@ class HTTPServer:
             if kind in ("404", "403"):
                 raise web.HTTPNotFound() if kind == "404" else web.HTTPForbidden()
             if kind == "html":
-                return web.Response(text="<!DOCTYPE html><html><body>Error</body></html>",
-                                    content_type="text/html")
+                return web.Response(
+                    text="<!DOCTYPE html><html><body>Error</body></html>", content_type="text/html"
+                )
             if kind == "flaky":
                 left = self.failures_left.setdefault(rest, 2)
                 if left > 0:
@@ -135,8 +136,13 @@ class S3Server:
     def client(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def stop(self) -> None:
         if self._proc:

@@ -42,8 +42,11 @@ def messy_run(request, tmp_path_factory):
     datasets = {}
     for name, options in PASSING.items():
         getattr(archives, name)(tmp / "archives" / name)
-        datasets[name] = {"sources": _sources(tmp / "archives" / name, base, http_root),
-                          "inline_threshold": 0, **options}
+        datasets[name] = {
+            "sources": _sources(tmp / "archives" / name, base, http_root),
+            "inline_threshold": 0,
+            **options,
+        }
     config = {"datasets": datasets, "store": {"root": str(tmp / "stores")}}
     run_workflow(tmp / "run", config)
     return tmp / "run"
@@ -105,9 +108,12 @@ def test_common_variables_drop_the_odd_ones(messy_run):
 
 def _failing(tmp_path, name, **options):
     getattr(archives, name)(tmp_path / name)
-    config = {"datasets": {name: {"sources": [str(tmp_path / name / "*.nc")],
-                                  "inline_threshold": 0, **options}},
-              "store": {"root": str(tmp_path / "stores")}}
+    config = {
+        "datasets": {
+            name: {"sources": [str(tmp_path / name / "*.nc")], "inline_threshold": 0, **options}
+        },
+        "store": {"root": str(tmp_path / "stores")},
+    }
     proc = run_workflow(tmp_path / "run", config, check=False)
     assert proc.returncode != 0
     assert not (tmp_path / "stores" / f"{name}.icechunk").exists()
@@ -140,10 +146,16 @@ def test_chunk_mismatch_error_policy(tmp_path):
 def test_bad_files_skipped(tmp_path, http_server, http_root):
     archives.clean(http_root / "skip", years=(2000, 2001, 2002))
     base = f"{http_server.url}"
-    urls = [f"{base}/skip/tas_2000.nc", f"{base}/fault/html/skip/tas_2001.nc",
-            f"{base}/skip/tas_2002.nc", f"{base}/skip/missing.nc"]
-    config = {"datasets": {"skip": {"sources": urls, "on_error": "skip"}},
-              "store": {"root": str(tmp_path / "stores")}}
+    urls = [
+        f"{base}/skip/tas_2000.nc",
+        f"{base}/fault/html/skip/tas_2001.nc",
+        f"{base}/skip/tas_2002.nc",
+        f"{base}/skip/missing.nc",
+    ]
+    config = {
+        "datasets": {"skip": {"sources": urls, "on_error": "skip"}},
+        "store": {"root": str(tmp_path / "stores")},
+    }
     run_workflow(tmp_path / "run", config)
     report = validation(tmp_path / "run", "skip")
     assert report["passed"] is True

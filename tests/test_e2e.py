@@ -1,4 +1,4 @@
-"""The workflow end to end, as `snakemake` subprocesses, against local files and loopback servers."""
+"""The workflow end to end, run as `snakemake` subprocesses, against local files and servers."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ pytestmark = pytest.mark.e2e
 
 def test_local_files(tmp_path):
     files = clean(tmp_path / "archive")
-    config = {"datasets": {"tas": {"sources": [str(tmp_path / "archive" / "*.nc")]}},
-              "store": {"root": str(tmp_path / "stores")}}
+    config = {
+        "datasets": {"tas": {"sources": [str(tmp_path / "archive" / "*.nc")]}},
+        "store": {"root": str(tmp_path / "stores")},
+    }
     run_workflow(tmp_path / "run", config)
     report = validation(tmp_path / "run", "tas")
     assert report["passed"] is True
@@ -35,8 +37,10 @@ def test_local_files(tmp_path):
 
 def test_netcdf3_local(tmp_path):
     files = netcdf3(tmp_path / "archive")
-    config = {"datasets": {"nc3": {"sources": [str(f) for f in files]}},
-              "store": {"root": str(tmp_path / "stores")}}
+    config = {
+        "datasets": {"nc3": {"sources": [str(f) for f in files]}},
+        "store": {"root": str(tmp_path / "stores")},
+    }
     run_workflow(tmp_path / "run", config)
     assert validation(tmp_path / "run", "nc3")["passed"] is True
     record = commit_record(tmp_path / "run", "nc3")
@@ -46,9 +50,11 @@ def test_netcdf3_local(tmp_path):
 def test_http_sources_are_throttled(tmp_path, http_server, http_root):
     files = clean(http_root / "e2e-http", years=(2000, 2001, 2002, 2003, 2004, 2005))
     urls = [f"{http_server.url}/e2e-http/{f.name}" for f in files]
-    config = {"datasets": {"web": {"sources": urls}},
-              "store": {"root": str(tmp_path / "stores")},
-              "http": {"max_connections": 1}}
+    config = {
+        "datasets": {"web": {"sources": urls}},
+        "store": {"root": str(tmp_path / "stores")},
+        "http": {"max_connections": 1},
+    }
     http_server.reset_counts()
     http_server.delay_s = 0.02
     try:
@@ -71,8 +77,7 @@ def test_s3_sources_and_store(tmp_path, s3_server):
     config = {
         "datasets": {"bucket": {"sources": ["s3://archive/cmip/tas/*.nc"]}},
         "store": {"root": "s3://stores/virtual"},
-        "s3": {"endpoint_url": s3_server.endpoint, "force_path_style": True,
-               "region": "us-east-1"},
+        "s3": {"endpoint_url": s3_server.endpoint, "force_path_style": True, "region": "us-east-1"},
     }
     run_workflow(tmp_path / "run", config, env=s3_server.env)
     assert validation(tmp_path / "run", "bucket")["passed"] is True
@@ -110,8 +115,11 @@ def test_flaky_server_is_retried(tmp_path, http_server, http_root):
 
 def test_unreachable_host(tmp_path):
     url = "http://127.0.0.1:9/nothing-listens-here.nc"
-    config = {"datasets": {"gone": {"sources": [url]}}, "store": {"root": str(tmp_path / "s")},
-              "http": {"retries": 0, "timeout_s": 5}}
+    config = {
+        "datasets": {"gone": {"sources": [url]}},
+        "store": {"root": str(tmp_path / "s")},
+        "http": {"retries": 0, "timeout_s": 5},
+    }
     proc = run_workflow(tmp_path / "run", config, check=False)
     assert proc.returncode != 0 and url in proc.stderr
 
@@ -125,9 +133,34 @@ def test_misspelt_config_key(tmp_path):
 
 def test_user_config_replaces_the_demo(tmp_path):
     clean(tmp_path / "archive", years=(2000,))
-    config = {"datasets": {"mine": {"sources": [str(tmp_path / "archive" / "tas_2000.nc")]}},
-              "store": {"root": str(tmp_path / "stores")}}
+    config = {
+        "datasets": {"mine": {"sources": [str(tmp_path / "archive" / "tas_2000.nc")]}},
+        "store": {"root": str(tmp_path / "stores")},
+    }
     proc = run_workflow(tmp_path / "run", config, "--dry-run")
     assert "demo" not in proc.stdout.replace("nc2ice demo", "")
     assert not (tmp_path / "run" / "resources").exists()
     shutil.rmtree(tmp_path / "run")
+
+
+def test_a_changed_source_is_refused_not_misread(tmp_path):
+    files = clean(tmp_path / "archive", years=(2000, 2001))
+    config = {
+        "datasets": {"tas": {"sources": [str(f) for f in files], "inline_threshold": 0}},
+        "store": {"root": str(tmp_path / "stores")},
+    }
+    run_workflow(tmp_path / "run", config)
+    import time
+
+    import xarray as xr
+
+    from nc2ice.access import Access
+    from nc2ice.validate import open_store_dataset
+
+    store = commit_record(tmp_path / "run", "tas")["store"]
+    assert float(open_store_dataset(store, Access()).tas[0, 0, 0]) > 0
+    time.sleep(2)
+    files[0].write_bytes(files[0].read_bytes())  # same bytes, but modified after the commit
+    with pytest.raises(Exception, match="checksum of the object owning the virtual chunk"):
+        _ = open_store_dataset(store, Access()).tas[0, 0, 0].values
+    assert xr.open_dataset(files[0]).tas.size

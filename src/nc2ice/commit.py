@@ -47,7 +47,9 @@ def open_repository(store_url: str, access: Access, *, create: bool = False) -> 
             raise FileNotFoundError(f"{store_url}: no Icechunk repository here")
         return icechunk.Repository.create(storage)
     prefixes = list(icechunk.Repository.open(storage).config.virtual_chunk_containers or {})
-    return icechunk.Repository.open(storage, authorize_virtual_chunk_access=access.authorize(prefixes))
+    return icechunk.Repository.open(
+        storage, authorize_virtual_chunk_access=access.authorize(prefixes)
+    )
 
 
 def tip_metadata(repo: icechunk.Repository) -> tuple[str, dict[str, Any]]:
@@ -69,11 +71,15 @@ def commit_plan(
     repo = open_repository(store_url, access, create=True)
     snapshot, tip = tip_metadata(repo)
     if tip.get("input_digest") == metadata["input_digest"]:
-        log.info("%s: already holds these inputs (snapshot %s); nothing to commit", store_url, snapshot)
+        log.info(
+            "%s: already holds these inputs (snapshot %s); nothing to commit", store_url, snapshot
+        )
         return snapshot, False
     config = access.repository_config(prefixes)
     repo = icechunk.Repository.open(
-        access.storage(store_url), config=config, authorize_virtual_chunk_access=access.authorize(prefixes)
+        access.storage(store_url),
+        config=config,
+        authorize_virtual_chunk_access=access.authorize(prefixes),
     )
     repo.save_config()
     session = repo.writable_session(BRANCH)
@@ -98,7 +104,11 @@ def _write_array(store, root: zarr.Group, array: ArrayPlan, checksums, reader) -
     template = array.template
     loaded = array.data is not None
     dtype = np.dtype(array.data.dtype if loaded else template.dtype)
-    codecs = [] if loaded else [*(template.filters or []), *([template.compressor] if template.compressor else [])]
+    codecs = (
+        []
+        if loaded
+        else [*(template.filters or []), *([template.compressor] if template.compressor else [])]
+    )
     pipeline = convert_to_codec_pipeline(dtype, [zarr_codec_config_to_v3(dict(c)) for c in codecs])
     filters, serializer, compressors = extract_codecs(pipeline)
     attrs = dict(template.attrs)
@@ -143,7 +153,9 @@ def _slab(array: ArrayPlan, lo: int, hi: int, dtype: np.dtype, reader) -> np.nda
         a, b = max(lo, part.offset), min(hi, part.offset + part.var.shape[0])
         if a >= b:
             continue
-        region = (slice(a - part.offset, b - part.offset),) + tuple(slice(0, n) for n in array.shape[1:])
+        region = (slice(a - part.offset, b - part.offset),) + tuple(
+            slice(0, n) for n in array.shape[1:]
+        )
         out[a - lo : b - lo] = reader(part.var, region)
     return out
 

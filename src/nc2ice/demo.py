@@ -30,7 +30,11 @@ def demo_dataset(year: int, months: int = 12) -> xr.Dataset:
     mid = start[:-1] + (start[1:] - start[:-1]) / 2
     ds = xr.Dataset(
         {
-            "tas": (("time", "lat", "lon"), tas, {"standard_name": "air_temperature", "units": "K"}),
+            "tas": (
+                ("time", "lat", "lon"),
+                tas,
+                {"standard_name": "air_temperature", "units": "K"},
+            ),
             "time_bnds": (("time", "bnds"), np.stack([start[:-1], start[1:]], axis=1)),
         },
         coords={
@@ -63,7 +67,9 @@ def write_demo(folder: str | Path) -> list[Path]:
     tas = {"zlib": True, "complevel": 4, "shuffle": True, "chunksizes": (3, 36, 72)}
     time_units = {"units": "days since 2000-01-01", "calendar": "standard"}
     demo_dataset(2004, months=3).to_netcdf(
-        _tmp(last), engine="netcdf4", encoding={"time": time_units, "time_bnds": time_units, "tas": tas}
+        _tmp(last),
+        engine="netcdf4",
+        encoding={"time": time_units, "time_bnds": time_units, "tas": tas},
     )
     _tmp(last).replace(last)
     return [*paths, last]

@@ -60,9 +60,11 @@ def first_value(coord: Variable) -> Any:
         return None
     value = coord.data.reshape(-1)[0].item()
     if is_time_like(coord):
-        return cftime.num2date(
+        date = cftime.num2date(
             value, coord.attrs["units"], calendar(coord), only_use_cftime_datetimes=True
         )
+        # Dates of different calendars do not compare; their fields do, for ordering files.
+        return (*date.timetuple()[:6], date.microsecond)
     return value
 
 
@@ -112,7 +114,6 @@ def _differences(path: str, versions: list[tuple[str, Variable]]) -> str:
 
 
 def _reencode_times(path: str, versions):
-    from nc2ice.combine import CombineError
 
     ref = versions[0][1]
     units, cal = ref.attrs["units"], calendar(ref)
@@ -122,8 +123,11 @@ def _reencode_times(path: str, versions):
             var.data, var.attrs["units"], calendar(var), only_use_cftime_datetimes=True
         )
         if calendar(var) != cal:
-            dates = _same_dates_in(dates, cal, f"{path!r}: calendar {calendar(var)!r} in {fid} "
-                                   f"but {cal!r} in {versions[0][0]}")
+            dates = _same_dates_in(
+                dates,
+                cal,
+                f"{path!r}: calendar {calendar(var)!r} in {fid} but {cal!r} in {versions[0][0]}",
+            )
         numbers = np.asarray(cftime.date2num(dates, units, cal), dtype="f8")
         integral = integral and bool(np.all(numbers == np.round(numbers)))
         decoded.append(numbers)

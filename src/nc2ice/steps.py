@@ -99,7 +99,9 @@ def scan(config: dict[str, Any], dataset: str, file_id: str, sources_tsv: str, o
             raise
         log.warning("skipping %s", exc)
         reason = str(exc).removeprefix(f"{source.url}: ")
-        write_json(out, {"version": 1, "refs": {}, "nc2ice": {"source": source.url, "skipped": reason}})
+        write_json(
+            out, {"version": 1, "refs": {}, "nc2ice": {"source": source.url, "skipped": reason}}
+        )
 
 
 def commit(
@@ -113,14 +115,17 @@ def commit(
         file_id = Path(path).stem
         doc = json.loads(Path(path).read_text())
         if doc.get("nc2ice", {}).get("skipped"):
-            skipped.append({"file_id": file_id, "url": table[file_id].url, "reason": doc["nc2ice"]["skipped"]})
+            skipped.append(
+                {"file_id": file_id, "url": table[file_id].url, "reason": doc["nc2ice"]["skipped"]}
+            )
             continue
         digests[file_id] = commit_mod.input_digest(doc)
         loaded.append((file_id, read_manifest(path)))
     skipped_path = Path(out).with_name("skipped.tsv")
     atomic_write_text(
         skipped_path,
-        "file_id\turl\treason\n" + "".join(f"{s['file_id']}\t{s['url']}\t{s['reason']}\n" for s in skipped),
+        "file_id\turl\treason\n"
+        + "".join(f"{s['file_id']}\t{s['url']}\t{s['reason']}\n" for s in skipped),
     )
     if skipped:
         log.warning("%s: %d file(s) skipped, listed in %s", dataset, len(skipped), skipped_path)
@@ -160,7 +165,14 @@ def commit(
     files, start = [], 0
     lengths = _lengths(plan, ds["concat_dim"])
     for file_id in plan.files:
-        files.append({"file_id": file_id, "url": table[file_id].url, "start": start, "length": lengths[file_id]})
+        files.append(
+            {
+                "file_id": file_id,
+                "url": table[file_id].url,
+                "start": start,
+                "length": lengths[file_id],
+            }
+        )
         start += lengths[file_id]
     _log_report(dataset, report, skipped)
     write_json(
@@ -250,7 +262,11 @@ STEPS = {
         smk.config, smk.wildcards.dataset, smk.wildcards.file_id, smk.input.sources, smk.output[0]
     ),
     "commit": lambda smk: commit(
-        smk.config, smk.wildcards.dataset, smk.input.sources, list(smk.input.manifests), smk.output[0]
+        smk.config,
+        smk.wildcards.dataset,
+        smk.input.sources,
+        list(smk.input.manifests),
+        smk.output[0],
     ),
     "validate": lambda smk: validate_step(
         smk.config, smk.wildcards.dataset, smk.input[0], smk.output[0]

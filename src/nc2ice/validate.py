@@ -61,7 +61,9 @@ def open_source(url: str, access: Access, group: str | None = None) -> xr.Datase
 
 
 def validate(commit: dict[str, Any], access: Access, *, sample_chunks: int) -> Validation:
-    result = Validation(dataset=commit["dataset"], store=commit["store"], snapshot=commit["snapshot"])
+    result = Validation(
+        dataset=commit["dataset"], store=commit["store"], snapshot=commit["snapshot"]
+    )
     result.skipped_files = commit.get("skipped", [])
     result.not_in_store = commit.get("report", {}).get("dropped_variables", {})
     concat_dim = commit["concat_dim"]
@@ -90,7 +92,9 @@ def _compare_file(result, store_ds, source, entry, concat_dim, group, sample_chu
             continue  # not concatenated: compared against the first file only
         result.variables_checked.append(path)
         if svar.shape != src.shape:
-            _mismatch(result, path, entry, f"shape {svar.shape} in the store, {src.shape} in the source")
+            _mismatch(
+                result, path, entry, f"shape {svar.shape} in the store, {src.shape} in the source"
+            )
             continue
         for selection in _selections(svar, concat_dim, sample_chunks, rng):
             _compare(result, path, entry, svar[selection].values, src[selection].values, selection)

@@ -6,7 +6,12 @@ rule commit:
         "results/{dataset}/commit.json",
     log:
         "results/{dataset}/logs/commit.log",
+    conda:
+        "../../environment.yml"
     resources:
         http=1,
+    params:
+        dataset=lambda wc: config["datasets"][wc.dataset],
+        store=lambda wc: config["store"],
     script:
         "../scripts/commit.py"

@@ -1,6 +1,5 @@
 from nc2ice import config as nc2ice_config
 
-
 config = nc2ice_config.validate(
     nc2ice_config.with_user_datasets(config, workflow.overwrite_configfiles),
     workflow.source_path("../schemas/config.schema.yaml"),

@@ -3,6 +3,8 @@ rule demo_archive:
         directory(DEMO_ARCHIVE),
     log:
         "results/logs/demo_archive.log",
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/demo_archive.py"
 
@@ -14,6 +16,8 @@ checkpoint list_sources:
         "results/{dataset}/sources.tsv",
     log:
         "results/{dataset}/logs/list_sources.log",
+    conda:
+        "../../environment.yml"
     resources:
         http=lambda wildcards: config["http"]["max_connections"],
     script:

@@ -5,6 +5,8 @@ rule validate:
         "results/{dataset}/validation.json",
     log:
         "results/{dataset}/logs/validate.log",
+    conda:
+        "../../environment.yml"
     resources:
         http=1,
     script:

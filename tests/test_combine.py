@@ -1,0 +1,104 @@
+"""Combining manifests: ordering, drift messages, encoding harmonisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nc2ice.combine import CombineError, combine
+from nc2ice.manifest import Manifest, Variable
+
+
+def _file(
+    i: int,
+    start: float,
+    units="days since 2000-01-01",
+    calendar="standard",
+    extra: dict | None = None,
+    lat: int = 3,
+) -> tuple[str, Manifest]:
+    time = Variable(
+        "time",
+        ("time",),
+        (2,),
+        (2,),
+        "<f8",
+        {"units": units, "calendar": calendar, "bounds": "time_bnds"},
+        data=np.array([start, start + 1.0]),
+    )
+    bnds = Variable(
+        "time_bnds",
+        ("time", "bnds"),
+        (2, 2),
+        (2, 2),
+        "<f8",
+        {},
+        data=np.array([[start, start + 1], [start + 1, start + 2]]),
+    )
+    tas = Variable(
+        "tas",
+        ("time", "lat"),
+        (2, lat),
+        (1, lat),
+        "<f4",
+        {"units": "K"},
+        compressor={"id": "zlib", "level": 1},
+        refs={(0, 0): (f"file:///f{i}.nc", 10, 5), (1, 0): (f"file:///f{i}.nc", 15, 5)},
+    )
+    variables = {"time": time, "time_bnds": bnds, "tas": tas, **(extra or {})}
+    return f"f{i}", Manifest(f"file:///f{i}.nc", variables, {"": {}})
+
+
+def test_files_are_ordered_by_decoded_time_not_by_name():
+    files = [_file(0, 10.0), _file(1, 0.0, units="days since 2000-01-21")]  # f1: day 20
+    plan = combine(files, concat_dim="time")
+    assert plan.files == ["f0", "f1"]
+    files = [_file(0, 10.0), _file(1, 0.0)]
+    assert combine(files, concat_dim="time").files == ["f1", "f0"]
+
+
+def test_time_and_bounds_reencoded_to_the_first_files_units():
+    hourly = _file(1, 0.0, units="hours since 2000-01-01")
+    hourly[1].variables["time"].data = np.array([48.0, 72.0])
+    hourly[1].variables["time_bnds"].data = np.array([[48.0, 72.0], [72.0, 96.0]])
+    plan = combine([_file(0, 0.0), hourly], concat_dim="time")
+    np.testing.assert_array_equal(plan.arrays["time"].data, [0, 1, 2, 3])
+    np.testing.assert_array_equal(plan.arrays["time_bnds"].data[:, 0], [0, 1, 2, 3])
+    assert plan.arrays["time_bnds"].template.attrs["units"] == "days since 2000-01-01"
+    assert plan.arrays["tas"].refs[(3, 0)] == ("file:///f1.nc", 15, 5)
+
+
+def test_incompatible_calendars_are_refused():
+    with pytest.raises(CombineError, match="calendar 'noleap'"):
+        combine([_file(0, 0.0), _file(1, 2.0, calendar="noleap")], concat_dim="time")
+
+
+def test_same_start_is_refused():
+    with pytest.raises(CombineError, match="both start"):
+        combine([_file(0, 0.0), _file(1, 0.0)], concat_dim="time")
+
+
+def test_drift_in_a_thousand_files_gives_a_short_message():
+    extra = {"pr": Variable("pr", ("time",), (2,), (2,), "<f4", {}, data=np.zeros(2))}
+    files = [_file(i, 2.0 * i, extra=extra if i % 10 else None) for i in range(1000)]
+    with pytest.raises(CombineError) as err:
+        combine(files, concat_dim="time")
+    message = str(err.value)
+    assert "100 file(s) lack ['pr']: f0, f10, f20 and 97 more" in message
+    assert len(message.splitlines()) < 8
+
+
+def test_dimension_drift_is_reported():
+    with pytest.raises(CombineError, match="dimension sizes differ"):
+        combine([_file(0, 0.0), _file(1, 2.0, lat=4)], concat_dim="time")
+
+
+def test_virtual_variables_with_different_packing_are_loaded_or_refused():
+    a, b = _file(0, 0.0), _file(1, 2.0)
+    b[1].variables["tas"].attrs["scale_factor"] = 2.0
+    with pytest.raises(CombineError, match="scale_factor: None in 1 file.*2.0 in 1 file"):
+        combine([a, b], concat_dim="time")
+    plan = combine(
+        [a, b], concat_dim="time", reader=lambda var: np.ones(var.shape, dtype=var.dtype)
+    )
+    np.testing.assert_array_equal(plan.arrays["tas"].data[:, 0], [1, 1, 2, 2])

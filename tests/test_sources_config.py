@@ -1,0 +1,83 @@
+"""Listing sources, naming files, and the config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nc2ice import config as config_mod
+from nc2ice.access import Access, AccessError, normalize_url, prefix_of
+from nc2ice.sources import expand, file_ids, read_sources_file
+
+SCHEMA = Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def test_file_ids_are_readable_and_unique():
+    urls = ["https://h/a/tas_2000.nc", "https://h/b/tas_2000.nc", "s3://b/x y.nc4"]
+    ids = file_ids(urls)
+    assert ids[2] == "x_y"
+    assert ids[0].startswith("tas_2000-") and ids[0] != ids[1]
+    assert file_ids(urls) == ids
+
+
+def test_local_globs_and_sources_files(tmp_path):
+    for name in ("b.nc", "a.nc", "c.txt"):
+        (tmp_path / name).write_text("x")
+    assert expand([str(tmp_path / "*.nc")], Access()) == [
+        f"file://{tmp_path}/a.nc",
+        f"file://{tmp_path}/b.nc",
+    ]
+    listing = tmp_path / "list.txt"
+    listing.write_text("# archive\nhttps://h/a.nc\n\n  https://h/b.nc  \n")
+    assert read_sources_file(listing) == ["https://h/a.nc", "https://h/b.nc"]
+    with pytest.raises(AccessError, match="matches no file"):
+        expand([str(tmp_path / "*.grib")], Access())
+
+
+def test_prefixes_and_urls():
+    assert (
+        prefix_of("https://thredds.nci.org.au/thredds/fileServer/x.nc")
+        == "https://thredds.nci.org.au/"
+    )
+    assert prefix_of("s3://bucket/key/x.nc") == "s3://bucket/"
+    assert prefix_of("file:///g/data/a/x.nc") == "file:///g/data/a/"
+    assert normalize_url("/data/*.nc") == "file:///data/*.nc"
+    with pytest.raises(AccessError, match="unsupported URL scheme 'ftp'"):
+        normalize_url("ftp://host/x.nc")
+
+
+def _config(datasets, **rest):
+    return {"datasets": datasets, **rest}
+
+
+def test_defaults_are_filled():
+    config = config_mod.validate(_config({"d": {"sources": ["x.nc"]}}), SCHEMA)
+    d = config["datasets"]["d"]
+    assert d["concat_dim"] == "time" and d["on_error"] == "fail"
+    assert d["max_materialized_fraction"] == 0.1
+    assert config["http"]["max_connections"] == 10 and config["store"]["root"] == "results/stores"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (_config({"d": {"sourcse": ["x"]}}), "datasets.d"),
+        (_config({"d": {"sources": ["x"], "on_error": "ignore"}}), "datasets.d.on_error"),
+        (_config({"d": {}}), "give 'sources' or 'sources_file'"),
+        (_config({"d": {"sources": ["x"]}}, htp={}), "htp"),
+        (_config({"bad name": {"sources": ["x"]}}), "datasets.bad name"),
+    ],
+)
+def test_config_errors_name_the_key(config, message):
+    with pytest.raises(config_mod.ConfigError, match=message):
+        config_mod.validate(config, SCHEMA)
+
+
+def test_user_configfile_replaces_the_demo_datasets(tmp_path):
+    user = tmp_path / "mine.yaml"
+    user.write_text(yaml.safe_dump({"datasets": {"mine": {"sources": ["a.nc"]}}}))
+    merged = {"datasets": {"demo": {"demo": True}, "mine": {"sources": ["a.nc"]}}}
+    assert list(config_mod.with_user_datasets(merged, [str(user)])["datasets"]) == ["mine"]
+    assert config_mod.with_user_datasets(merged, []) is merged
