@@ -32,6 +32,7 @@ class HTTPServer:
         self.delay_s = 0.0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     @property
@@ -40,8 +41,11 @@ class HTTPServer:
 
     def start(self) -> HTTPServer:
         self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError(f"HTTP test server did not start on port {self.port}")
+        if not self._ready.wait(10) or self._error:
+            raise RuntimeError(
+                f"the HTTP test server could not listen on 127.0.0.1:{self.port} ({self._error}); "
+                "port 80 needs root (or CAP_NET_BIND_SERVICE) and must be free"
+            )
         return self
 
     def stop(self) -> None:
@@ -59,7 +63,12 @@ class HTTPServer:
         runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
-        self._loop.run_until_complete(site.start())
+        try:
+            self._loop.run_until_complete(site.start())
+        except OSError as exc:
+            self._error = exc
+            self._ready.set()
+            return
         self._ready.set()
         self._loop.run_forever()
 

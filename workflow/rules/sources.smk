@@ -16,6 +16,10 @@ checkpoint list_sources:
         "results/{dataset}/sources.tsv",
     log:
         "results/{dataset}/logs/list_sources.log",
+    params:
+        # a changed list of sources relists: Snakemake reruns jobs whose params changed
+        sources=lambda wc: config["datasets"][wc.dataset].get("sources"),
+        sources_file=lambda wc: config["datasets"][wc.dataset].get("sources_file"),
     conda:
         "../../environment.yml"
     resources:
