@@ -206,3 +206,24 @@ def drift_dimensions(folder: Path) -> list[Path]:
         write(monthly(2000), folder / "tas_2000.nc", tas=COMPRESSED),
         write(coarse, folder / "tas_2001.nc", tas={**COMPRESSED, "chunksizes": (6, 3, LON)}),
     ]
+
+
+def static_differs(folder: Path) -> list[Path]:
+    """A variable without time (orography) that is not the same in every file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for year in (2000, 2001):
+        ds = monthly(year)
+        ds["orog"] = (("lat", "lon"), np.full((LAT, LON), float(year), dtype="f4"))
+        out.append(write(ds, folder / f"tas_{year}.nc", tas=COMPRESSED))
+    return out
+
+
+def mixed_formats(folder: Path) -> list[Path]:
+    """netCDF3 beside netCDF4: big-endian and uncompressed among little-endian compressed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        write(monthly(2000), folder / "tas_2000.nc", tas=COMPRESSED),
+        write(monthly(2001), folder / "tas_2001.nc", fmt="NETCDF3_64BIT"),
+        write(monthly(2002), folder / "tas_2002.nc", tas=COMPRESSED),
+    ]

@@ -20,6 +20,8 @@ PASSING = {
     "packing": {},
     "awkward": {},
     "drift_variables": {"variables": "common"},
+    "netcdf3": {},
+    "mixed_formats": {"max_materialized_fraction": 0.5},
 }
 
 
@@ -101,6 +103,13 @@ def test_awkward_variables_and_groups(messy_run):
     assert "'label'" in notes and "compact layout" in notes
 
 
+def test_netcdf3_beside_netcdf4_is_copied_and_says_why(messy_run):
+    report = commit_record(messy_run, "mixed_formats")["report"]
+    assert report["files_copied"] == ["tas_2001"]
+    assert report["copied_bytes"] == 12 * LAT * LON * 4
+    assert "encoded differently" in report["copied_why"]["tas_2001"][0]
+
+
 def test_common_variables_drop_the_odd_ones(messy_run):
     dropped = commit_record(messy_run, "drift_variables")["report"]["dropped_variables"]
     assert set(dropped) == {"time_bnds", "huss"}
@@ -164,3 +173,20 @@ def test_bad_files_skipped(tmp_path, http_server, http_root):
     assert "HTML" in skipped["tas_2001"] and "404" in skipped["missing"]
     table = (tmp_path / "run" / "results" / "skip" / "skipped.tsv").read_text()
     assert "tas_2001" in table and "missing" in table
+
+
+def test_a_static_variable_that_differs_fails_validation(tmp_path):
+    err = _failing_validation(tmp_path, "static_differs")
+    assert "orog in tas_2001" in err and "values differ" in err
+
+
+def _failing_validation(tmp_path, name):
+    getattr(archives, name)(tmp_path / name)
+    config = {
+        "datasets": {name: {"sources": [str(tmp_path / name / "*.nc")], "inline_threshold": 0}},
+        "store": {"root": str(tmp_path / "stores")},
+    }
+    proc = run_workflow(tmp_path / "run", config, check=False)
+    assert proc.returncode != 0
+    assert not (tmp_path / "run" / "results" / name / "validation.json").exists()
+    return proc.stderr

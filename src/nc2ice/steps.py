@@ -110,25 +110,8 @@ def commit(
     ds = config["datasets"][dataset]
     access = Access.from_config(config)
     table = {s.file_id: s for s in sources_mod.read_table(sources_tsv)}
-    loaded, skipped, digests = [], [], {}
-    for path in manifests:
-        file_id = Path(path).stem
-        doc = json.loads(Path(path).read_text())
-        if doc.get("nc2ice", {}).get("skipped"):
-            skipped.append(
-                {"file_id": file_id, "url": table[file_id].url, "reason": doc["nc2ice"]["skipped"]}
-            )
-            continue
-        digests[file_id] = commit_mod.input_digest(doc)
-        loaded.append((file_id, read_manifest(path)))
-    skipped_path = Path(out).with_name("skipped.tsv")
-    atomic_write_text(
-        skipped_path,
-        "file_id\turl\treason\n"
-        + "".join(f"{s['file_id']}\t{s['url']}\t{s['reason']}\n" for s in skipped),
-    )
-    if skipped:
-        log.warning("%s: %d file(s) skipped, listed in %s", dataset, len(skipped), skipped_path)
+    loaded, skipped, digests = _load_manifests(manifests, table)
+    _write_skipped(Path(out).with_name("skipped.tsv"), skipped, dataset)
     plan = combine_mod.combine(
         loaded,
         concat_dim=ds["concat_dim"],
@@ -140,8 +123,6 @@ def commit(
     )
     report = plan.report()
     store_url = config_mod.store_url(config, dataset)
-    urls = [table[f].url for f in plan.files]
-    prefixes = sorted({prefix_of(u) for u in urls})
     inputs = {"manifests": digests, "dataset": ds, "store": store_url}
     metadata = {
         "dataset": dataset,
@@ -151,51 +132,65 @@ def commit(
         "versions": commit_mod.package_versions(),
         "report": {k: v for k, v in report.items() if k != "per_file"},
     }
-    checksums = {table[f].url: commit_mod.checksum_time(table[f].last_modified) for f in plan.files}
-    message = f"{dataset}: {len(plan.files)} files, {report['chunk_references']} chunk references"
+    last_modified = {table[f].url: table[f].last_modified for f in plan.files}
     snapshot, new = commit_mod.commit_plan(
         plan,
         store_url=store_url,
         access=access,
-        prefixes=prefixes,
-        message=message,
+        prefixes=sorted({prefix_of(url) for url in last_modified}),
+        message=f"{dataset}: {len(plan.files)} files, {report['chunk_references']} references",
         metadata=metadata,
-        checksums={u: t for u, t in checksums.items() if t},
+        checksums={u: commit_mod.checksum_time(t) for u, t in last_modified.items() if t},
     )
-    files, start = [], 0
-    lengths = _lengths(plan, ds["concat_dim"])
-    for file_id in plan.files:
-        files.append(
-            {
-                "file_id": file_id,
-                "url": table[file_id].url,
-                "start": start,
-                "length": lengths[file_id],
-            }
-        )
-        start += lengths[file_id]
     _log_report(dataset, report, skipped)
-    write_json(
-        out,
-        {
-            "dataset": dataset,
-            "store": store_url,
-            "snapshot": snapshot,
-            "new_commit": new,
-            "concat_dim": ds["concat_dim"],
-            "groups": sorted(plan.group_attrs),
-            "files": files,
-            "skipped": skipped,
-            "report": report,
-        },
-    )
+    record = {
+        "dataset": dataset,
+        "store": store_url,
+        "snapshot": snapshot,
+        "new_commit": new,
+        "concat_dim": ds["concat_dim"],
+        "groups": sorted(plan.group_attrs),
+        "files": _file_extents(plan, table),
+        "skipped": skipped,
+        "report": report,
+    }
+    write_json(out, record)
 
 
-def _lengths(plan: combine_mod.Plan, concat_dim: str) -> dict[str, int]:
-    for array in plan.arrays.values():
-        if array.axis is not None:
-            return {p.file_id: p.var.shape[0] for p in array.parts}
-    return dict.fromkeys(plan.files, 0)
+def _load_manifests(paths: list[str], table: dict[str, sources_mod.Source]):
+    """The manifests of readable files, the files scan skipped, and each manifest's digest."""
+    loaded, skipped, digests = [], [], {}
+    for path in paths:
+        file_id = Path(path).stem
+        doc = json.loads(Path(path).read_text())
+        reason = doc.get("nc2ice", {}).get("skipped")
+        if reason:
+            skipped.append({"file_id": file_id, "url": table[file_id].url, "reason": reason})
+            continue
+        digests[file_id] = commit_mod.input_digest(doc)
+        loaded.append((file_id, read_manifest(path)))
+    return loaded, skipped, digests
+
+
+def _write_skipped(path: Path, skipped: list[dict[str, str]], dataset: str) -> None:
+    rows = "".join(f"{s['file_id']}\t{s['url']}\t{s['reason']}\n" for s in skipped)
+    atomic_write_text(path, "file_id\turl\treason\n" + rows)
+    if skipped:
+        log.warning("%s: %d file(s) skipped, listed in %s", dataset, len(skipped), path)
+
+
+def _file_extents(plan: combine_mod.Plan, table) -> list[dict[str, Any]]:
+    """Where each file's piece lies along the concatenation dimension of the store."""
+    lengths = dict.fromkeys(plan.files, 0)
+    concatenated = [a for a in plan.arrays.values() if a.axis is not None]
+    if concatenated:
+        lengths = {p.file_id: p.var.shape[0] for p in concatenated[0].parts}
+    extents, start = [], 0
+    for file_id in plan.files:
+        extent = {"file_id": file_id, "url": table[file_id].url, "start": start}
+        extents.append({**extent, "length": lengths[file_id]})
+        start += lengths[file_id]
+    return extents
 
 
 def _log_report(dataset: str, report: dict[str, Any], skipped: list) -> None:

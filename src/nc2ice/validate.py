@@ -35,6 +35,7 @@ class Validation:
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     skipped_files: list[dict[str, str]] = field(default_factory=list)
     not_in_store: dict[str, str] = field(default_factory=dict)
+    what_commit_did: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -65,7 +66,21 @@ def validate(commit: dict[str, Any], access: Access, *, sample_chunks: int) -> V
         dataset=commit["dataset"], store=commit["store"], snapshot=commit["snapshot"]
     )
     result.skipped_files = commit.get("skipped", [])
-    result.not_in_store = commit.get("report", {}).get("dropped_variables", {})
+    report = commit.get("report", {})
+    result.not_in_store = report.get("dropped_variables", {})
+    result.what_commit_did = {
+        key: report.get(key)
+        for key in (
+            "files_as_is",
+            "files_split",
+            "files_copied",
+            "copied_bytes",
+            "copied_why",
+            "loaded_arrays",
+            "grids",
+            "notes",
+        )
+    }
     concat_dim = commit["concat_dim"]
     for group in commit.get("groups", [""]):
         store_ds = open_store_dataset(commit["store"], access, group)
@@ -88,8 +103,8 @@ def _compare_file(result, store_ds, source, entry, concat_dim, group, sample_chu
         src = source.variables[name]
         if concat_dim in svar.dims:
             svar = svar.isel({concat_dim: slice(start, start + length)})
-        elif entry is not None and start > 0:
-            continue  # not concatenated: compared against the first file only
+        # Variables without concat_dim come from the first file and are compared with every
+        # file: one that differs elsewhere fails here instead of hiding in the store.
         result.variables_checked.append(path)
         if svar.shape != src.shape:
             _mismatch(
