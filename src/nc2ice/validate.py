@@ -45,9 +45,15 @@ class Validation:
         return {"passed": self.passed, **self.__dict__}
 
 
-def open_store_dataset(store_url: str, access: Access, group: str | None = None) -> xr.Dataset:
+def open_store_dataset(
+    store_url: str, access: Access, group: str | None = None, snapshot: str | None = None
+) -> xr.Dataset:
+    """The store as a reader opens it: the branch tip, or one snapshot."""
     repo = open_repository(store_url, access)
-    session = repo.readonly_session(branch=BRANCH)
+    if snapshot:
+        session = repo.readonly_session(snapshot_id=snapshot)
+    else:
+        session = repo.readonly_session(branch=BRANCH)
     return xr.open_zarr(session.store, consolidated=False, group=group or None, chunks=None)
 
 
@@ -83,7 +89,7 @@ def validate(commit: dict[str, Any], access: Access, *, sample_chunks: int) -> V
     }
     concat_dim = commit["concat_dim"]
     for group in commit.get("groups", [""]):
-        store_ds = open_store_dataset(commit["store"], access, group)
+        store_ds = open_store_dataset(commit["store"], access, group, commit["snapshot"])
         for entry in commit["files"]:
             source = open_source(entry["url"], access, group or None)
             _compare_file(result, store_ds, source, entry, concat_dim, group, sample_chunks)

@@ -1,0 +1,68 @@
+"""The validator must catch a store that reads back wrong: here, the naive recipe's time bug."""
+
+from __future__ import annotations
+
+import json
+
+import archives
+import zarr
+
+from nc2ice.access import Access, normalize_url, prefix_of
+from nc2ice.combine import combine
+from nc2ice.commit import checksum_time, commit_plan, open_repository
+from nc2ice.scan import scan_file
+from nc2ice.validate import validate
+
+
+def _commit(tmp_path):
+    files = archives.time_units(tmp_path / "src")
+    access = Access()
+    urls = [normalize_url(str(f)) for f in files]
+    manifests = [(f.stem, scan_file(u, access, inline_limit=0)) for f, u in zip(files, urls)]
+    plan = combine(manifests, concat_dim="time")
+    store = normalize_url(str(tmp_path / "store.icechunk"))
+    snapshot, _ = commit_plan(
+        plan,
+        store_url=store,
+        access=access,
+        prefixes=sorted({prefix_of(u) for u in urls}),
+        message="test",
+        metadata={"input_digest": "x"},
+        checksums={u: checksum_time(access.head(u)["last_modified"]) for u in urls},
+    )
+    extents = [
+        {"file_id": f.stem, "url": u, "start": 12 * i, "length": 12}
+        for i, (f, u) in enumerate(zip(files, urls))
+    ]
+    record = {
+        "dataset": "t",
+        "store": store,
+        "snapshot": snapshot,
+        "concat_dim": "time",
+        "groups": [""],
+        "files": extents,
+        "report": plan.report(),
+    }
+    return access, store, record
+
+
+def test_a_faithful_store_passes(tmp_path):
+    access, _, record = _commit(tmp_path)
+    result = validate(record, access, sample_chunks=2)
+    assert result.passed, result.mismatches
+    assert {"tas", "time", "time_bnds", "lat", "lon"} <= set(result.variables_checked)
+    json.dumps(result.to_dict(), default=str)
+
+
+def test_first_files_time_units_everywhere_is_caught(tmp_path):
+    access, store, record = _commit(tmp_path)
+    repo = open_repository(store, access)
+    session = repo.writable_session("main")
+    group = zarr.open_group(session.store, mode="r+")
+    # What plain virtual concatenation does: raw numbers of all files, first file's units.
+    group["time"].attrs["units"] = "days since 1930-01-01"
+    record["snapshot"] = session.commit("break time")
+    result = validate(record, access, sample_chunks=2)
+    assert not result.passed
+    assert {m["variable"] for m in result.mismatches} == {"time"}
+    assert all("values differ" in m["detail"] for m in result.mismatches)
