@@ -66,3 +66,12 @@ def test_first_files_time_units_everywhere_is_caught(tmp_path):
     assert not result.passed
     assert {m["variable"] for m in result.mismatches} == {"time"}
     assert all("values differ" in m["detail"] for m in result.mismatches)
+
+
+def test_show_prints_the_dataset_and_its_history(tmp_path, capsys):
+    from nc2ice.cli import main
+
+    _, store, _ = _commit(tmp_path)
+    main(["show", store])
+    out = capsys.readouterr().out
+    assert "tas" in out and "history of 'main'" in out and "test" in out

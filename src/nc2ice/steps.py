@@ -24,12 +24,16 @@ from nc2ice.validate import validate
 log = logging.getLogger("nc2ice")
 
 
-def setup_logging(logfile: str | None) -> None:
-    # Icechunk warns on every open that local storage is not for concurrent commits (this
-    # workflow commits each store from one job), and zarr that numcodecs are not in the v3
-    # spec (they are what the source files use).  Neither tells a user anything.
+def quiet_libraries() -> None:
+    """Icechunk warns on every open that local storage is not for concurrent commits (this
+    workflow commits each store from one job), and zarr that numcodecs are not in the v3
+    spec (they are what the source files use).  Neither tells a user anything."""
     icechunk.set_logs_filter("error")
     warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
+
+
+def setup_logging(logfile: str | None) -> None:
+    quiet_libraries()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if logfile:
         Path(logfile).parent.mkdir(parents=True, exist_ok=True)
