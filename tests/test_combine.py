@@ -74,7 +74,7 @@ def test_incompatible_calendars_are_refused():
 
 
 def test_same_start_is_refused():
-    with pytest.raises(CombineError, match="both start"):
+    with pytest.raises(CombineError, match="overlap"):
         combine([_file(0, 0.0), _file(1, 0.0)], concat_dim="time")
 
 
@@ -89,7 +89,7 @@ def test_drift_in_a_thousand_files_gives_a_short_message():
 
 
 def test_dimension_drift_is_reported():
-    with pytest.raises(CombineError, match="dimension sizes differ"):
+    with pytest.raises(CombineError, match="dimensions differ"):
         combine([_file(0, 0.0), _file(1, 2.0, lat=4)], concat_dim="time")
 
 
@@ -102,3 +102,15 @@ def test_virtual_variables_with_different_packing_are_loaded_or_refused():
         [a, b], concat_dim="time", reader=lambda var: np.ones(var.shape, dtype=var.dtype)
     )
     np.testing.assert_array_equal(plan.arrays["tas"].data[:, 0], [1, 1, 2, 2])
+
+
+def test_overlapping_files_are_refused():
+    with pytest.raises(CombineError, match="overlap along 'time'.*2000-01-02"):
+        combine([_file(0, 0.0), _file(1, 1.0)], concat_dim="time")
+
+
+def test_a_variable_whose_dimensions_change_is_drift():
+    a, b = _file(0, 0.0), _file(1, 2.0)
+    b[1].variables["tas"].dims = ("time", "lon")
+    with pytest.raises(CombineError, match=r"(?s)dimensions differ.*dims of tas"):
+        combine([a, b], concat_dim="time")

@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from nc2ice.encoding import encoding_key, first_value, harmonise, inherit_bounds_units
+from nc2ice.encoding import (
+    encoding_key,
+    first_value,
+    harmonise,
+    inherit_bounds_units,
+    last_value,
+)
 from nc2ice.grid import Fate, GridPlan, Part, plan_grid, template_of
 from nc2ice.manifest import ChunkRef, Manifest, Variable
 
@@ -149,8 +155,9 @@ def _reconcile_variable_sets(manifests, policy: str, plan: Plan) -> None:
 def _check_dimensions(manifests, concat_dim: str) -> None:
     signatures: dict[tuple, list[str]] = defaultdict(list)
     for file_id, m in manifests:
-        sizes = {}
+        sizes: dict[str, Any] = {}
         for v in m.variables.values():
+            sizes[f"dims of {v.path}"] = v.dims
             for dim, n in zip(v.dims, v.shape, strict=True):
                 if dim != concat_dim:
                     sizes[f"{v.group}/{dim}".lstrip("/")] = n
@@ -158,10 +165,17 @@ def _check_dimensions(manifests, concat_dim: str) -> None:
                 raise CombineError(f"{m.url}: {v.path!r} has {concat_dim!r} not as its first dim")
         signatures[tuple(sorted(sizes.items()))].append(file_id)
     if len(signatures) > 1:
+        differing = _differing_keys([dict(sig) for sig in signatures])
         lines = [
-            f"  {dict(sig)} in {len(f)} file(s): {_examples(f)}" for sig, f in signatures.items()
+            f"  { {k: dict(sig).get(k) for k in differing} } in {len(f)} file(s): {_examples(f)}"
+            for sig, f in signatures.items()
         ]
-        raise CombineError("dimension sizes differ between files:\n" + "\n".join(lines))
+        raise CombineError("dimensions differ between files:\n" + "\n".join(lines))
+
+
+def _differing_keys(dicts: list[dict[str, Any]]) -> list[str]:
+    keys = sorted({k for d in dicts for k in d})
+    return [k for k in keys if len({repr(d.get(k)) for d in dicts}) > 1]
 
 
 def _examples(files: list[str], n: int = 3) -> str:
@@ -171,19 +185,25 @@ def _examples(files: list[str], n: int = 3) -> str:
 
 def _in_order(manifests, concat_dim: str):
     """Files sorted by the first value of the concatenation coordinate, decoded per file."""
-    keys = []
-    for _, m in manifests:
-        coord = m.variables.get(concat_dim)
-        keys.append(first_value(coord) if coord is not None else None)
-    if any(k is None for k in keys):
+    coords = [m.variables.get(concat_dim) for _, m in manifests]
+    if any(c is None or c.data is None or not c.data.size for c in coords):
         return manifests
-    order = sorted(range(len(manifests)), key=lambda i: keys[i])
+    firsts, lasts = [first_value(c) for c in coords], [last_value(c) for c in coords]
+    order = sorted(range(len(manifests)), key=lambda i: firsts[i])
     for a, b in zip(order, order[1:]):
-        if keys[a] == keys[b]:
+        if lasts[a] >= firsts[b]:
             raise CombineError(
-                f"{manifests[a][0]} and {manifests[b][0]} both start at {concat_dim}={keys[a]}"
+                f"{manifests[a][0]} and {manifests[b][0]} overlap along {concat_dim!r}: "
+                f"one ends at {_show(lasts[a])}, the other starts at {_show(firsts[b])} "
+                "(two versions of the same period? list only one of them)"
             )
     return [manifests[i] for i in order]
+
+
+def _show(key: Any) -> str:
+    if isinstance(key, tuple):
+        return "{:04d}-{:02d}-{:02d} {:02d}:{:02d}:{:02d}".format(*key[:6])
+    return repr(key)
 
 
 def _plan_array(path, versions, concat_dim, plan: Plan, reader) -> ArrayPlan:

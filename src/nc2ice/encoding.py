@@ -56,9 +56,18 @@ def inherit_bounds_units(manifest: Manifest) -> None:
 
 
 def first_value(coord: Variable) -> Any:
+    return _value_at(coord, 0)
+
+
+def last_value(coord: Variable) -> Any:
+    return _value_at(coord, -1)
+
+
+def _value_at(coord: Variable, index: int) -> Any:
+    """A coordinate value that sorts across files: decoded for time, as-is otherwise."""
     if coord.data is None or coord.data.size == 0:
         return None
-    value = coord.data.reshape(-1)[0].item()
+    value = coord.data.reshape(-1)[index].item()
     if is_time_like(coord):
         date = cftime.num2date(
             value, coord.attrs["units"], calendar(coord), only_use_cftime_datetimes=True
