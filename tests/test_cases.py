@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -188,5 +189,8 @@ def _failing_validation(tmp_path, name):
     }
     proc = run_workflow(tmp_path / "run", config, check=False)
     assert proc.returncode != 0
-    assert not (tmp_path / "run" / "results" / name / "validation.json").exists()
+    results = tmp_path / "run" / "results" / name
+    assert not (results / "validation.json").exists()
+    report = json.loads((results / "validation.failed.json").read_text())
+    assert report["passed"] is False and report["mismatches"]
     return proc.stderr

@@ -230,7 +230,11 @@ def validate_step(config: dict[str, Any], dataset: str, commit_json: str, out: s
     commit_doc = json.loads(Path(commit_json).read_text())
     ds = config["datasets"][dataset]
     result = validate(commit_doc, Access.from_config(config), sample_chunks=ds["sample_chunks"])
-    write_json(out, result.to_dict())
+    # Snakemake deletes the outputs of a failed job, so a failed report also goes beside it.
+    failed = Path(out).with_suffix(".failed.json")
+    write_json(failed if not result.passed else out, result.to_dict())
+    if result.passed:
+        failed.unlink(missing_ok=True)
     log.info(
         "%s: validation %s: %d variables, %d chunks, %d values compared, %d mismatches",
         dataset,
@@ -243,7 +247,7 @@ def validate_step(config: dict[str, Any], dataset: str, commit_json: str, out: s
     if not result.passed:
         for m in result.mismatches[:20]:
             log.error("mismatch: %s in %s: %s", m["variable"], m["file"], m["detail"])
-        log.error("%s: the store does not read back as the sources; see %s", dataset, out)
+        log.error("%s: the store does not read back as the sources; see %s", dataset, failed)
         sys.exit(1)
 
 
