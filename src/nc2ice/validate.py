@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 from obspec_utils.readers import BlockStoreReader
 
-from nc2ice.access import Access, prefix_of
+from nc2ice.access import Access, local_path, prefix_of
 from nc2ice.commit import BRANCH, open_repository
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,10 @@ def open_store_dataset(
 
 
 def open_source(url: str, access: Access, group: str | None = None) -> xr.Dataset:
+    """A source opened by the reference library where it can (local files: netCDF-C), else
+    by h5netcdf or scipy over the same stores the scan used."""
+    if url.startswith("file://"):
+        return xr.open_dataset(local_path(url), engine="netcdf4", group=group)
     store = access.object_store(prefix_of(url))
     reader = BlockStoreReader(store, access.path_in_store(url), block_size=4 << 20)
     head = reader.read(4)
