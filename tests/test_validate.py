@@ -75,3 +75,44 @@ def test_show_prints_the_dataset_and_its_history(tmp_path, capsys):
     main(["show", store])
     out = capsys.readouterr().out
     assert "tas" in out and "history of 'main'" in out and "test" in out
+
+
+def test_chunks_a_file_never_wrote_read_as_netcdf_would(tmp_path):
+    """No _FillValue attribute: netCDF-C returns its default fill for unwritten chunks."""
+    import netCDF4
+    import numpy as np
+    import xarray as xr
+
+    files = []
+    for i in range(2):
+        path = tmp_path / "src" / f"part_{i}.nc"
+        path.parent.mkdir(exist_ok=True)
+        with netCDF4.Dataset(path, "w") as nc:
+            nc.createDimension("time", 4)
+            nc.createDimension("x", 3)
+            t = nc.createVariable("time", "f8", ("time",))
+            t.units = "days since 2000-01-01"
+            t[:] = np.arange(4) + 4 * i
+            v = nc.createVariable("v", "f4", ("time", "x"), chunksizes=(1, 3), zlib=True)
+            v[0] = [1.0, 2.0, 3.0]  # rows 1-3 are never written
+        files.append(path)
+    access = Access()
+    urls = [normalize_url(str(f)) for f in files]
+    manifests = [(f.stem, scan_file(u, access, inline_limit=0)) for f, u in zip(files, urls)]
+    assert manifests[0][1].variables["v"].storage_fill == np.float32(9.96921e36)
+    plan = combine(manifests, concat_dim="time")
+    store = normalize_url(str(tmp_path / "store.icechunk"))
+    commit_plan(
+        plan,
+        store_url=store,
+        access=access,
+        prefixes=[prefix_of(urls[0])],
+        message="m",
+        metadata={"input_digest": "y"},
+        checksums={},
+    )
+    from nc2ice.validate import open_store_dataset
+
+    got = open_store_dataset(store, access).v.values
+    want = np.concatenate([xr.open_dataset(f).v.values for f in files])
+    np.testing.assert_array_equal(got, want)

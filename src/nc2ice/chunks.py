@@ -29,8 +29,7 @@ def read_region(var: Variable, region: tuple[slice, ...], access: Access) -> np.
         (s.start or 0, s.stop if s.stop is not None else n)
         for s, n in zip(region, var.shape, strict=True)
     ]
-    fill = var.attrs.get("_FillValue", 0)
-    out = np.full([hi - lo for lo, hi in bounds], fill, dtype=var.dtype)
+    out = np.full([hi - lo for lo, hi in bounds], var.fill, dtype=var.dtype)
     indices = itertools.product(
         *(range(lo // c, math.ceil(hi / c)) for (lo, hi), c in zip(bounds, var.chunks, strict=True))
     )

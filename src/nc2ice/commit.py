@@ -124,7 +124,7 @@ def _write_array(store, root: zarr.Group, array: ArrayPlan, checksums, reader) -
         filters=filters,
         serializer=serializer,
         compressors=compressors if not loaded else "auto",
-        fill_value=_zarr_fill(fill, dtype),
+        fill_value=_zarr_fill(fill if fill is not None else template.storage_fill, dtype),
         dimension_names=template.dims,
         attributes=attrs,
     )

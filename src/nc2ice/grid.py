@@ -57,7 +57,8 @@ def signature(var: Variable) -> tuple:
         levels = ("level", "clevel", "blocksize")
         return tuple(sorted((k, repr(v)) for k, v in (config or {}).items() if k not in levels))
 
-    return (var.dtype, tuple(strip(f) for f in var.filters or []), strip(var.compressor))
+    codecs = (tuple(strip(f) for f in var.filters or []), strip(var.compressor))
+    return (var.dtype, *codecs, repr(var.storage_fill))
 
 
 def template_of(parts: list[Part]) -> Variable:

@@ -36,6 +36,15 @@ class Variable:
     compressor: dict[str, Any] | None = None
     refs: dict[tuple[int, ...], ChunkRef] = field(default_factory=dict)
     data: np.ndarray | None = None  # the raw (encoded) values, when loaded
+    # What chunks the file never wrote read as, where that is not the CF _FillValue
+    # (netCDF-C's default fill, for a variable without a _FillValue attribute).
+    storage_fill: Any = None
+
+    @property
+    def fill(self) -> Any:
+        """The raw value of a missing chunk's elements."""
+        value = self.attrs.get("_FillValue", self.storage_fill)
+        return 0 if value is None else value
 
     @property
     def loaded(self) -> bool:
@@ -80,7 +89,14 @@ def to_kerchunk(manifest: Manifest) -> dict[str, Any]:
         refs[f"{prefix}.zattrs"] = _dumps(attrs)
     for var in manifest.variables.values():
         refs.update(_variable_refs(var))
-    meta = {"source": manifest.url, "notes": manifest.notes}
+    meta: dict[str, Any] = {"source": manifest.url, "notes": manifest.notes}
+    fills = {
+        v.path: _json_fill(v.storage_fill)
+        for v in manifest.variables.values()
+        if v.storage_fill is not None
+    }
+    if fills:
+        meta["storage_fill"] = fills  # kerchunk readers ignore this key
     return {"version": 1, "refs": refs, "nc2ice": meta}
 
 
@@ -208,6 +224,8 @@ def from_kerchunk(doc: dict[str, Any], source: str = "") -> Manifest:
             index = tuple(int(i) for i in leaf.split(".")) if var.shape else ()
             url, offset, length = value
             var.refs[index] = (url, int(offset), int(length))
+    for path, value in meta.get("storage_fill", {}).items():
+        variables[path].storage_fill = _decode_fill(value, np.dtype(variables[path].dtype))
     return Manifest(
         url=meta.get("source", source),
         variables=variables,

@@ -10,6 +10,7 @@ referenced, loaded (small or not referenceable) or left out with a note saying w
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import h5py
@@ -83,6 +84,11 @@ def _variable(
         var.filters = codecs[:-1] or None
         var.compressor = codecs[-1] if codecs else None
         var.refs = _chunk_refs(ds, url)
+        if len(var.refs) < math.prod(var.chunk_grid()) and "_FillValue" not in var.attrs:
+            var.storage_fill = ds.fillvalue.item()
+            notes.append(
+                f"{path!r} has chunks the file never wrote; they read as {var.storage_fill!r}"
+            )
         return var
     size = ds.size * max(ds.dtype.itemsize, 1)
     if reason is not None and size > AWKWARD_CAP:
