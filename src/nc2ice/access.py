@@ -8,6 +8,7 @@ the credentials for both.  No other module builds a store or parses a URL prefix
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,7 +18,6 @@ from urllib.parse import urlsplit
 
 import icechunk
 import obstore
-from obspec_utils.registry import ObjectStoreRegistry
 from obstore.store import HTTPStore, LocalStore, S3Store
 
 SCHEMES = ("http", "https", "s3", "file")
@@ -87,6 +87,7 @@ class Access:
 
     # -- reading sources -------------------------------------------------------------------
 
+    @functools.cache  # noqa: B019 - one client per prefix, kept for the run
     def object_store(self, prefix: str) -> Any:
         parts = urlsplit(prefix)
         retry = {
@@ -115,10 +116,6 @@ class Access:
                 **_s3_keys_from_env(),
             )
         raise AccessError(f"{prefix}: no store can serve this URL")
-
-    def registry(self, urls: list[str]) -> ObjectStoreRegistry:
-        prefixes = sorted({prefix_of(u) for u in urls})
-        return ObjectStoreRegistry({p: self.object_store(p) for p in prefixes})
 
     def path_in_store(self, url: str) -> str:
         parts = urlsplit(url)

@@ -124,10 +124,10 @@ def combine(
 
 def _reconcile_variable_sets(manifests, policy: str, plan: Plan) -> None:
     union = {p for _, m in manifests for p in m.variables}
-    groups: dict[tuple[frozenset, frozenset], list[str]] = defaultdict(list)
+    groups: dict[frozenset, list[str]] = defaultdict(list)
     for file_id, m in manifests:
         missing = frozenset(union - set(m.variables))
-        groups[(missing, frozenset())].append(file_id)
+        groups[missing].append(file_id)
     if len(groups) == 1:
         return
     if policy == "common":
@@ -140,10 +140,10 @@ def _reconcile_variable_sets(manifests, policy: str, plan: Plan) -> None:
         return
     lines = [
         f"  {len(files)} file(s) lack {sorted(missing)}: {_examples(files)}"
-        for (missing, _), files in sorted(groups.items(), key=lambda g: -len(g[1]))
+        for missing, files in sorted(groups.items(), key=lambda g: -len(g[1]))
         if missing
     ]
-    complete = groups.get((frozenset(), frozenset()), [])
+    complete = groups.get(frozenset(), [])
     raise CombineError(
         "the files do not all hold the same variables "
         f"({len(complete)} hold all {len(union)}):\n" + "\n".join(lines) + "\n"

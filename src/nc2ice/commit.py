@@ -39,17 +39,25 @@ def input_digest(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def open_repository(store_url: str, access: Access, *, create: bool = False) -> icechunk.Repository:
-    """Open (or create) a repository with read access to every container it records."""
+def open_repository(store_url: str, access: Access) -> icechunk.Repository:
+    """Open a repository with read access to every container it records."""
     storage = access.storage(store_url)
     if not icechunk.Repository.exists(storage):
-        if not create:
-            raise FileNotFoundError(f"{store_url}: no Icechunk repository here")
-        return icechunk.Repository.create(storage)
+        raise FileNotFoundError(f"{store_url}: no Icechunk repository here")
     prefixes = list(icechunk.Repository.open(storage).config.virtual_chunk_containers or {})
     return icechunk.Repository.open(
         storage, authorize_virtual_chunk_access=access.authorize(prefixes)
     )
+
+
+def _open_for_writing(store_url: str, access: Access, prefixes: list[str]):
+    """Open or create a repository with a container for each of ``prefixes``."""
+    storage = access.storage(store_url)
+    config = access.repository_config(prefixes)
+    creds = access.authorize(prefixes)
+    exists = icechunk.Repository.exists(storage)
+    repository = icechunk.Repository.open if exists else icechunk.Repository.create
+    return repository(storage, config=config, authorize_virtual_chunk_access=creds)
 
 
 def tip_metadata(repo: icechunk.Repository) -> tuple[str, dict[str, Any]]:
@@ -68,19 +76,13 @@ def commit_plan(
     checksums: dict[str, datetime],
 ) -> tuple[str, bool]:
     """Write ``plan`` and commit; return the snapshot id and whether a new commit was made."""
-    repo = open_repository(store_url, access, create=True)
+    repo = _open_for_writing(store_url, access, prefixes)
     snapshot, tip = tip_metadata(repo)
     if tip.get("input_digest") == metadata["input_digest"]:
         log.info(
             "%s: already holds these inputs (snapshot %s); nothing to commit", store_url, snapshot
         )
         return snapshot, False
-    config = access.repository_config(prefixes)
-    repo = icechunk.Repository.open(
-        access.storage(store_url),
-        config=config,
-        authorize_virtual_chunk_access=access.authorize(prefixes),
-    )
     repo.save_config()
     session = repo.writable_session(BRANCH)
     root = zarr.open_group(session.store, mode="w", zarr_format=3)

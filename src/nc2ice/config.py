@@ -57,10 +57,6 @@ def _config_message(exc: Exception) -> str:
     return f"config error at {path or '<top level>'}: {message}"
 
 
-def dataset(config: dict[str, Any], name: str) -> dict[str, Any]:
-    return config["datasets"][name]
-
-
 def store_url(config: dict[str, Any], name: str) -> str:
     from nc2ice.access import normalize_url
 

@@ -109,7 +109,7 @@ def _variable_refs(var: Variable) -> dict[str, Any]:
         "zarr_format": 2,
         "shape": list(var.shape),
         "chunks": list(var.shape if loaded else var.chunks),
-        "dtype": _v2_dtype(var),
+        "dtype": np.dtype(var.dtype).str,
         "fill_value": _json_fill(fill),
         "order": "C",
         "filters": None if loaded else var.filters,
@@ -127,10 +127,6 @@ def _variable_refs(var: Variable) -> dict[str, Any]:
             key = ".".join(map(str, index)) or "0"
             out[f"{var.path}/{key}"] = [url, offset, length]
     return out
-
-
-def _v2_dtype(var: Variable) -> str:
-    return np.dtype(var.dtype).str
 
 
 def _raw_bytes(var: Variable) -> bytes:

@@ -30,7 +30,6 @@ class ScanError(RuntimeError):
 class ScanResult:
     url: str
     path: str
-    format: str
     variables: int
     chunks: int
     loaded: int
@@ -76,7 +75,8 @@ def scan_file(url: str, access: Access, *, size: int | None = None, inline_limit
             return scan_hdf5(url, reader, inline_limit)
         return scan_netcdf3(url, reader, size, inline_limit)
     except (ScanError, AccessError) as exc:
-        raise ScanError(f"{url}: {exc}".replace(f"{url}: {url}: ", f"{url}: ")) from exc
+        message = str(exc)  # AccessError already names the URL
+        raise ScanError(message if message.startswith(url) else f"{url}: {message}") from exc
     except OSError as exc:
         raise ScanError(f"{url}: cannot read as {_kind_or_file(exc)} ({_first_line(exc)})") from exc
     except Exception as exc:
@@ -113,7 +113,6 @@ def scan_to_file(
     result = ScanResult(
         url=url,
         path=str(out),
-        format="",
         variables=len(manifest.variables),
         chunks=sum(len(v.refs) for v in manifest.variables.values()),
         loaded=sum(v.loaded for v in manifest.variables.values()),
@@ -132,7 +131,3 @@ def scan_to_file(
     for note in manifest.notes:
         log.warning("%s: %s", url, note)
     return result
-
-
-def summary(result: ScanResult) -> dict[str, Any]:
-    return result.__dict__

@@ -121,11 +121,11 @@ def _compare_file(result, store_ds, source, entry, concat_dim, group, sample_chu
                 result, path, entry, f"shape {svar.shape} in the store, {src.shape} in the source"
             )
             continue
-        for selection in _selections(svar, concat_dim, sample_chunks, rng):
+        for selection in _selections(svar, sample_chunks, rng):
             _compare(result, path, entry, svar[selection].values, src[selection].values, selection)
 
 
-def _selections(var: xr.Variable, concat_dim: str, k: int, rng: random.Random):
+def _selections(var: xr.Variable, k: int, rng: random.Random):
     """Everything for small variables; else the first, the last and k more chunks."""
     if var.size * var.dtype.itemsize <= FULL_COMPARE_BYTES or not var.dims:
         return [tuple(slice(None) for _ in var.dims)]

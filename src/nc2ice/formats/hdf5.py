@@ -90,9 +90,8 @@ def _variable(
                 f"{path!r} has chunks the file never wrote; they read as {var.storage_fill!r}"
             )
         return var
-    size = ds.size * max(ds.dtype.itemsize, 1)
-    if reason is not None and size > AWKWARD_CAP:
-        notes.append(f"left out {path!r}: {reason}, and at {size} bytes too large to load")
+    if reason is not None and var.nbytes > AWKWARD_CAP:
+        notes.append(f"left out {path!r}: {reason}, and at {var.nbytes} bytes too large to load")
         return None
     var.data = _load(ds)
     var.dtype = var.data.dtype.str
