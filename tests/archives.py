@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -227,3 +228,183 @@ def mixed_formats(folder: Path) -> list[Path]:
         write(monthly(2001), folder / "tas_2001.nc", fmt="NETCDF3_64BIT"),
         write(monthly(2002), folder / "tas_2002.nc", tas=COMPRESSED),
     ]
+
+
+CMOR = {"zlib": True, "complevel": 4, "shuffle": True, "chunksizes": (1, LAT, LON)}
+
+
+def tiny_last_file(folder: Path) -> list[Path]:
+    """One time step per chunk, and a last file of one month: small enough to be loaded
+    while scanning, and still referenced, not copied."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        write(monthly(2000), folder / "tas_2000.nc", tas=CMOR),
+        write(monthly(2001, months=1), folder / "tas_2001.nc", tas=CMOR),
+    ]
+
+
+def unnamed_dims(folder: Path) -> list[Path]:
+    """Plain HDF5 (no dimension scales): two unnamed dimensions of different sizes, and one
+    dataset that uses one size twice; netCDF-C calls them phony_dim_0, phony_dim_1, ..."""
+    import h5py
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(2):
+        path = folder / f"plain_{i}.h5"
+        rng = np.random.default_rng(i)
+        with h5py.File(path, "w") as f:
+            f.create_dataset("temp", data=rng.normal(size=(4, 3)).astype("f4"), chunks=(2, 3))
+            f.create_dataset("depth", data=np.arange(3.0))
+            f.create_dataset("corr", data=rng.normal(size=(4, 4)))
+            f.attrs["title"] = "plain HDF5"
+        out.append(path)
+    return out
+
+
+def cdf5(folder: Path) -> list[Path]:
+    """netCDF3 CDF-5 (64-bit data) written by netCDF-C: unsigned and 64-bit integers, time as
+    the record dimension (xarray would coerce the types to netCDF3 classic ones)."""
+    import netCDF4
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, year in enumerate((2000, 2001)):
+        path = folder / f"tas_{year}.nc"
+        with netCDF4.Dataset(path, "w", format="NETCDF3_64BIT_DATA") as nc:
+            nc.createDimension("time", None)
+            nc.createDimension("lat", LAT)
+            time = nc.createVariable("time", "f8", ("time",))
+            time.units, time.calendar = "days since 2000-01-01", "standard"
+            time[:] = 366.0 * i + np.arange(12) * 30
+            nc.createVariable("lat", "f4", ("lat",))[:] = np.linspace(-75, 75, LAT)
+            count = nc.createVariable("count", "u4", ("time", "lat"))
+            count[:] = np.arange(12 * LAT, dtype="u4").reshape(12, LAT) + 4_000_000_000
+            nc.createVariable("big", "i8", ("time",))[:] = np.arange(12) + 2**40 + year
+            tas = nc.createVariable("tas", "f4", ("time", "lat"))
+            tas[:] = np.random.default_rng(year).normal(280, 5, (12, LAT))
+            tas.units = "K"
+            nc.title = "CDF-5 test"
+        out.append(path)
+    return out
+
+
+def restarting_counter(folder: Path) -> list[Path]:
+    """NEMO-style: every file's concatenation coordinate (time_counter) restarts at 0; the
+    real time is in another variable. Only the order the files are listed in is right."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for month in range(3):
+        rng = np.random.default_rng(month)
+        ds = xr.Dataset(
+            {
+                "sst": (("time_counter", "y", "x"), rng.normal(15, 2, (2, LAT, LON)).astype("f4")),
+                "time_centered": ("time_counter", np.array([30.0, 45.0]) + 60 * month),
+            },
+            coords={"time_counter": ("time_counter", np.array([0.0, 1.0]), {"units": "1"})},
+        )
+        ds.time_centered.attrs["units"] = "days since 2000-01-01"
+        path = folder / f"nemo_{month}.nc"
+        ds.to_netcdf(path, encoding={"sst": {"zlib": True, "chunksizes": (1, LAT, LON)}})
+        out.append(path)
+    return out
+
+
+ATTRIBUTE_ZOO = {
+    "byte": np.int8(-3),
+    "ubyte": np.uint8(250),
+    "short": np.int16(-300),
+    "ushort": np.uint16(60000),
+    "int": np.int32(-70000),
+    "uint": np.uint32(4000000000),
+    "int64": np.int64(-(2**40)),
+    "uint64": np.uint64(2**63 + 5),
+    "float": np.float32(0.1),
+    "double": np.float64(0.1),
+    "nan": np.float32("nan"),
+    "inf": np.float64("inf"),
+    "floats": np.array([1.5, np.nan, -np.inf], dtype="f4"),
+    "shorts": np.array([1, 2, 3], dtype="i2"),
+    "text": "a char attribute",
+}
+
+
+def attribute_zoo(folder: Path) -> list[Path]:
+    """Attributes of every netCDF type, NaN and infinities included, on variables and the
+    file, plus string (NC_STRING) scalars and arrays written through netCDF-C."""
+    import netCDF4
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for year in (2000, 2001):
+        path = write(monthly(year), folder / f"tas_{year}.nc", tas=COMPRESSED)
+        with netCDF4.Dataset(path, "a") as nc:
+            for target in (nc, nc["tas"]):
+                for key, value in ATTRIBUTE_ZOO.items():
+                    target.setncattr(key, value)
+                target.setncattr_string("strings", ["one", "two"])
+                target.setncattr_string("string", "single NC_STRING")
+        out.append(path)
+    return out
+
+
+def hdf5_filters(folder: Path) -> list[Path]:
+    """HDF5 filters Zarr has no codec for: LZ4 (hdf5plugin) on the big variable, LZF (h5py's
+    own) on a small one. Written by h5netcdf, so they are netCDF4 files otherwise."""
+    import hdf5plugin
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for year in (2000, 2001):
+        ds = monthly(year)
+        ds["flag"] = (("lat", "lon"), np.ones((LAT, LON), dtype="i2"))
+        path = folder / f"tas_{year}.nc"
+        lz4 = {**hdf5plugin.LZ4(), "chunksizes": (6, LAT, LON)}
+        encoding = {
+            "tas": {
+                "compression": lz4["compression"],
+                "compression_opts": lz4["compression_opts"],
+                "chunksizes": (6, LAT, LON),
+            },
+            "flag": {"compression": "lzf", "chunksizes": (LAT, LON)},
+            "time": {"units": "days since 2000-01-01", "dtype": "f8"},
+            "time_bnds": {"units": "days since 2000-01-01", "dtype": "f8"},
+        }
+        with warnings.catch_warnings():  # "invalid netcdf features": the filters, on purpose
+            warnings.simplefilter("ignore")
+            ds.to_netcdf(path, engine="h5netcdf", encoding=encoding, invalid_netcdf=True)
+        out.append(path)
+    return out
+
+
+def packed_float32(folder: Path) -> list[Path]:
+    """int16 tas with float32 scale_factor and add_offset, as netCDF-C writes them: netCDF
+    readers decode it to float32."""
+    folder.mkdir(parents=True, exist_ok=True)
+    packing = {
+        "dtype": "i2",
+        "scale_factor": np.float32(0.01),
+        "add_offset": np.float32(280.0),
+        "_FillValue": np.int16(-32767),
+        "zlib": True,
+        "chunksizes": (6, LAT, LON),
+    }
+    return [write(monthly(y), folder / f"tas_{y}.nc", tas=packing) for y in (2000, 2001)]
+
+
+def compound(folder: Path) -> list[Path]:
+    """HDF5 compound datasets beside ordinary variables: a record of plain numbers (stored),
+    and a record holding a variable-length string (left out with a note)."""
+    import h5py
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    stats = np.dtype([("mean", "<f8"), ("count", "<i4"), ("max", "<f4")])
+    named = np.dtype([("id", "<i4"), ("name", h5py.string_dtype())])
+    for year in (2000, 2001):
+        path = write(monthly(year), folder / f"tas_{year}.nc", tas=COMPRESSED)
+        with h5py.File(path, "a") as f:
+            f.create_dataset("stats", data=np.array([(1.5, 3, 2.5), (2.5, 4, 3.5)], dtype=stats))
+            f.create_dataset("named", data=np.array([(1, "tower"), (2, "mast")], dtype=named))
+        out.append(path)
+    return out

@@ -55,9 +55,9 @@ def run_workflow(
         "2",
         *args,
     ]
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600
-    )
+    full = {**os.environ, **(env or {})}  # a value of None removes the variable
+    full = {k: v for k, v in full.items() if v is not None}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=full, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc

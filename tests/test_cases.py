@@ -7,9 +7,13 @@ import shutil
 from pathlib import Path
 
 import archives
+import numpy as np
 import pytest
 from archives import LAT, LON
 from conftest import commit_record, run_workflow, validation
+
+from nc2ice.reading import open_store_dataset
+from nc2ice.validate import same_attribute
 
 pytestmark = pytest.mark.e2e
 
@@ -23,11 +27,19 @@ PASSING = {
     "drift_variables": {"variables": "common"},
     "netcdf3": {},
     "mixed_formats": {"max_materialized_fraction": 0.5},
+    "tiny_last_file": {"inline_threshold": 8192},
+    "unnamed_dims": {"concat_dim": "phony_dim_0", "concat_order": "listed"},
+    "cdf5": {},
+    "restarting_counter": {"concat_dim": "time_counter", "concat_order": "listed"},
+    "attribute_zoo": {},
+    "hdf5_filters": {"max_materialized_fraction": 1.0},
+    "packed_float32": {},
+    "compound": {},
 }
 
 
 def _sources(folder: Path, base: str | None, http_root: Path | None) -> list[str]:
-    files = sorted(folder.glob("*.nc"))
+    files = sorted(folder.iterdir())
     if base is None:
         return [str(f) for f in files]
     target = http_root / "cases" / folder.name
@@ -194,3 +206,109 @@ def _failing_validation(tmp_path, name):
     report = json.loads((results / "validation.failed.json").read_text())
     assert report["passed"] is False and report["mismatches"]
     return proc.stderr
+
+
+# -- issue 6: defects ------------------------------------------------------------------------
+
+
+def test_a_tiny_last_file_is_referenced_not_copied(messy_run):
+    report = commit_record(messy_run, "tiny_last_file")["report"]
+    assert report["copied_bytes"] == 0, report["copied_why"]
+    assert report["files_as_is"] == ["tas_2000", "tas_2001"]
+    assert "tas" not in report["loaded_arrays"]
+
+
+def test_unnamed_dimensions_are_named_as_netcdf_readers_name_them(messy_run):
+    import h5netcdf
+
+    source = messy_run.parent / "archives" / "unnamed_dims" / "plain_0.h5"
+    with h5netcdf.File(source, "r", phony_dims="sort") as f:
+        want = {name: v.dimensions for name, v in f.variables.items()}
+    store = open_store_dataset(commit_record(messy_run, "unnamed_dims")["store"])
+    assert {name: v.dims for name, v in store.variables.items()} == want
+    assert want["corr"] == ("phony_dim_0", "phony_dim_1")  # one size used twice
+    assert store.sizes["phony_dim_0"] == 8  # two files of 4, concatenated
+
+
+def test_coordinates_that_restart_in_every_file_are_refused_unless_listed(tmp_path, messy_run):
+    values = open_store_dataset(commit_record(messy_run, "restarting_counter")["store"])
+    days = (values.time_centered.values - np.datetime64("2000-01-01")) / np.timedelta64(1, "D")
+    assert list(days) == [30, 45, 90, 105, 150, 165]
+    err = _failing(tmp_path, "restarting_counter", concat_dim="time_counter")
+    assert "overlap along 'time_counter'" in err and "concat_order: listed" in err
+
+
+def test_attributes_round_trip_with_their_types(messy_run):
+    import netCDF4
+
+    source = messy_run.parent / "archives" / "attribute_zoo" / "tas_2000.nc"
+    store_url = commit_record(messy_run, "attribute_zoo")["store"]
+    store = open_store_dataset(store_url)
+    with netCDF4.Dataset(source) as nc:
+        for got, want in ((store.attrs, nc.__dict__), (store.tas.attrs, nc["tas"].__dict__)):
+            for key, value in want.items():
+                if key in ("_FillValue", "units"):
+                    continue
+                assert same_attribute(got[key], value), (key, got[key], value)
+                assert type(_scalar(got[key])) is type(_scalar(value)), key
+    plain = _plain_open(store_url)  # xr.open_zarr without the package: JSON types
+    assert plain.tas.attrs["double"] == 0.1 and plain.tas.attrs["uint64"] == 2**63 + 5
+    assert plain.tas.attrs["nan"] == "NaN" and plain.tas.attrs["shorts"] == [1, 2, 3]
+
+
+def test_filters_zarr_cannot_decode_are_copied_through_h5py(messy_run):
+    record = commit_record(messy_run, "hdf5_filters")
+    report = record["report"]
+    assert report["files_copied"] == ["tas_2000", "tas_2001"]
+    assert "LZ4 (32004)" in report["copied_why"]["tas_2000"][0]
+    assert "LZF (32000)" in report["copied_variables"]["flag"]
+    for meta in _array_metadata(record["store"]).values():
+        assert "imagecodecs" not in json.dumps(meta), meta
+
+
+def test_lz4_beyond_the_copy_limit_is_refused_naming_the_filter(tmp_path):
+    err = _failing(tmp_path, "hdf5_filters")
+    first = [line for line in err.splitlines() if "max_materialized_fraction" in line][0]
+    assert "LZ4 (32004)" in first
+
+
+def test_packed_float32_dtype_difference_is_declared_and_checked(messy_run):
+    declared = commit_record(messy_run, "packed_float32")["report"]["dtype_differences"]
+    assert declared["tas"]["netcdf"] == "float32" and declared["tas"]["zarr"] == "float64"
+    report = validation(messy_run, "packed_float32")
+    assert report["passed"] and report["dtype_differences"]["tas"]["netcdf"] == "float32"
+
+
+def test_compound_records_of_numbers_are_kept_and_others_left_out(messy_run):
+    record = commit_record(messy_run, "compound")
+    store = open_store_dataset(record["store"])
+    assert store.stats.values["count"].tolist() == [3, 4]
+    assert "named" not in store.variables
+    assert any("left out 'named'" in n for n in record["report"]["notes"])
+
+
+def _scalar(value):
+    return value.dtype if hasattr(value, "dtype") and getattr(value, "ndim", 0) else value
+
+
+def _plain_open(store_url: str):
+    import icechunk
+    import xarray as xr
+
+    storage = icechunk.local_filesystem_storage(store_url.removeprefix("file://"))
+    prefixes = icechunk.Repository.open(storage).config.virtual_chunk_containers
+    repo = icechunk.Repository.open(
+        storage, authorize_virtual_chunk_access={p: None for p in prefixes}
+    )
+    return xr.open_zarr(repo.readonly_session("main").store, consolidated=False)
+
+
+def _array_metadata(store_url: str) -> dict:
+    import zarr
+
+    from nc2ice.access import Access
+    from nc2ice.commit import open_repository
+
+    store = open_repository(store_url, Access()).readonly_session("main").store
+    group = zarr.open_group(store, mode="r")
+    return {name: dict(array.metadata.to_dict()) for name, array in group.arrays()}

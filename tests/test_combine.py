@@ -44,6 +44,7 @@ def _file(
         {"units": "K"},
         compressor={"id": "zlib", "level": 1},
         refs={(0, 0): (f"file:///f{i}.nc", 10, 5), (1, 0): (f"file:///f{i}.nc", 15, 5)},
+        virtual=True,
     )
     variables = {"time": time, "time_bnds": bnds, "tas": tas, **(extra or {})}
     return f"f{i}", Manifest(f"file:///f{i}.nc", variables, {"": {}})

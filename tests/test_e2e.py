@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from archives import clean, netcdf3
+from archives import cdf5, clean, netcdf3
 from conftest import commit_record, read_back_in_new_process, run_workflow, validation
 
 pytestmark = pytest.mark.e2e
@@ -15,10 +15,15 @@ def test_local_files(tmp_path):
         "datasets": {"tas": {"sources": [str(tmp_path / "archive" / "*.nc")]}},
         "store": {"root": str(tmp_path / "stores")},
     }
-    run_workflow(tmp_path / "run", config)
+    first = run_workflow(tmp_path / "run", config)
     report = validation(tmp_path / "run", "tas")
     assert report["passed"] is True
     assert set(report["variables_checked"]) == {"tas", "time", "time_bnds", "lat", "lon"}
+    assert "Warning" not in first.stderr and "Shell command" not in first.stderr
+    results = tmp_path / "run" / "results" / "tas"
+    outputs = ["sources.tsv", "commit.json", "validation.json", "skipped.tsv"]
+    outputs += [str(p.relative_to(results)) for p in results.glob("manifests/*.json")]
+    assert {oct((results / o).stat().st_mode & 0o777) for o in outputs} == {"0o644"}
     record = commit_record(tmp_path / "run", "tas")
     assert record["report"]["copied_bytes"] == 0
     assert len(record["report"]["files_as_is"]) == 3
@@ -31,6 +36,23 @@ def test_local_files(tmp_path):
     run_workflow(tmp_path / "run", config, "--forcerun", "commit")
     assert commit_record(tmp_path / "run", "tas")["snapshot"] == record["snapshot"]
     assert commit_record(tmp_path / "run", "tas")["new_commit"] is False
+    # Checking more chunks reruns the validation, and only that.
+    config["datasets"]["tas"]["sample_chunks"] = 9
+    plan = run_workflow(tmp_path / "run", config, "--dry-run").stdout
+    assert "validate" in plan and "commit " not in plan and "scan" not in plan
+
+
+def test_when_every_file_is_skipped_the_run_says_so(tmp_path):
+    for name in ("a.nc", "b.nc"):
+        (tmp_path / name).write_text("<html>not netCDF</html>")
+    config = {
+        "datasets": {"junk": {"sources": [str(tmp_path / "*.nc")], "on_error": "skip"}},
+        "store": {"root": str(tmp_path / "stores")},
+    }
+    proc = run_workflow(tmp_path / "run", config, check=False)
+    assert proc.returncode != 0
+    assert "all 2 files were skipped" in proc.stderr and "skipped.tsv" in proc.stderr
+    assert (tmp_path / "run" / "results" / "junk" / "skipped.tsv").exists() is False
 
 
 def test_netcdf3_local(tmp_path):
@@ -67,21 +89,46 @@ def test_http_sources_are_throttled(tmp_path, http_server, http_root):
 
 def test_s3_sources_and_store(tmp_path, s3_server):
     files = clean(tmp_path / "archive")
+    nc3 = cdf5(tmp_path / "cdf5")
     s3 = s3_server.client()
     for bucket in ("archive", "stores"):
         s3.create_bucket(Bucket=bucket)
     for f in files:
         s3.upload_file(str(f), "archive", f"cmip/tas/{f.name}")
+    s3.upload_file(str(files[0]), "archive", "cmip/tas/older/tas_1999.nc")  # `*` stops at `/`
+    for f in nc3:
+        s3.upload_file(str(f), "archive", f"cdf5/{f.name}")
     config = {
-        "datasets": {"bucket": {"sources": ["s3://archive/cmip/tas/*.nc"]}},
+        "datasets": {
+            "bucket": {"sources": ["s3://archive/cmip/tas/*.nc"]},
+            "nc3": {"sources": ["s3://archive/cdf5/*.nc"]},
+        },
         "store": {"root": "s3://stores/virtual"},
         "s3": {"endpoint_url": s3_server.endpoint, "force_path_style": True, "region": "us-east-1"},
     }
     run_workflow(tmp_path / "run", config, env=s3_server.env)
     assert validation(tmp_path / "run", "bucket")["passed"] is True
+    assert validation(tmp_path / "run", "nc3")["passed"] is True  # CDF-5, validated by netCDF-C
     record = commit_record(tmp_path / "run", "bucket")
     assert record["store"] == "s3://stores/virtual/bucket.icechunk"
+    assert [f["file_id"] for f in record["files"]] == ["tas_2000", "tas_2001", "tas_2002"]
     read_back_in_new_process(record["store"], files, ["s3://archive/"], s3_server.endpoint)
+
+
+def test_s3_errors_are_one_line_naming_bucket_endpoint_and_cause(tmp_path, s3_server):
+    config = {
+        "datasets": {"nokeys": {"sources": ["s3://archive/cmip/tas/*.nc"]}},
+        "store": {"root": str(tmp_path / "s")},
+        "s3": {"endpoint_url": s3_server.endpoint, "force_path_style": True},
+        "http": {"retries": 0},
+    }
+    env = {k: None for k in s3_server.env if k.startswith("AWS_")}
+    proc = run_workflow(tmp_path / "run", config, check=False, env=env)
+    assert proc.returncode != 0
+    line = next(x for x in proc.stderr.splitlines() if "s3://archive/cmip/tas/*.nc:" in x)
+    assert "no S3 credentials" in line and "AWS_ACCESS_KEY_ID" in line
+    assert "bucket 'archive'" in line and s3_server.endpoint in line
+    assert "169.254" not in proc.stderr and "Debug source" not in proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -112,7 +159,7 @@ def test_flaky_server_is_retried(tmp_path, http_server, http_root):
 
 
 def test_unreachable_host(tmp_path):
-    url = "http://127.0.0.1:9/nothing-listens-here.nc"
+    url = "http://127.0.0.2/nothing-listens-here.nc"
     config = {
         "datasets": {"gone": {"sources": [url]}},
         "store": {"root": str(tmp_path / "s")},
@@ -152,7 +199,7 @@ def test_a_changed_source_is_refused_not_misread(tmp_path):
     import xarray as xr
 
     from nc2ice.access import Access
-    from nc2ice.validate import open_store_dataset
+    from nc2ice.reading import open_store_dataset
 
     store = commit_record(tmp_path / "run", "tas")["store"]
     assert float(open_store_dataset(store, Access()).tas[0, 0, 0]) > 0

@@ -10,7 +10,8 @@ from archives import monthly, write
 
 from nc2ice.access import Access, normalize_url
 from nc2ice.chunks import read_region
-from nc2ice.scan import ScanError, scan_file, sniff
+from nc2ice.errors import ScanError
+from nc2ice.scan import scan_file, sniff
 
 
 def _scan(path, limit=0):

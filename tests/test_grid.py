@@ -41,6 +41,7 @@ def _file(
         attrs={},
         compressor={"id": "zlib", "level": 1} if compressed else None,
         refs=refs,
+        virtual=True,
     )
 
 

@@ -27,6 +27,7 @@ def test_round_trip_keeps_refs_inline_values_and_attributes():
                 filters=[{"id": "shuffle", "elementsize": 4}],
                 compressor={"id": "zlib", "level": 4},
                 refs=refs,
+                virtual=True,
             ),
             "ocean/label": Variable(
                 "ocean/label", ("time",), (2,), (2,), "<U5", {}, data=np.array(["ab", "cdefg"])

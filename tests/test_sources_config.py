@@ -25,7 +25,7 @@ def test_file_ids_are_readable_and_unique():
 def test_local_globs_and_sources_files(tmp_path):
     for name in ("b.nc", "a.nc", "c.txt"):
         (tmp_path / name).write_text("x")
-    assert expand([str(tmp_path / "*.nc")], Access()) == [
+    assert list(expand([str(tmp_path / "*.nc")], Access())) == [
         f"file://{tmp_path}/a.nc",
         f"file://{tmp_path}/b.nc",
     ]
@@ -46,6 +46,19 @@ def test_prefixes_and_urls():
     assert normalize_url("/data/*.nc") == "file:///data/*.nc"
     with pytest.raises(AccessError, match="unsupported URL scheme 'ftp'"):
         normalize_url("ftp://host/x.nc")
+
+
+def test_default_ports_are_dropped_and_others_refused_at_listing():
+    assert normalize_url("http://h:80/x.nc") == "http://h/x.nc"
+    assert normalize_url("https://h:443/x.nc") == "https://h/x.nc"
+    assert normalize_url("https://h:80/x.nc") == "https://h:80/x.nc"
+    assert list(expand(["http://h:80/a.nc", "http://h/a.nc"], Access())) == ["http://h/a.nc"]
+    with pytest.raises(AccessError) as err:
+        expand(["http://127.0.0.1:8080/thredds/fileServer/x.nc"], Access())
+    message = str(err.value)
+    assert message.startswith("http://127.0.0.1:8080/thredds/fileServer/x.nc: ")
+    assert "port 8080" in message and "Icechunk" in message and "proxy" in message
+    assert len(message.splitlines()) == 1
 
 
 def _config(datasets, **rest):

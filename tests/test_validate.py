@@ -111,7 +111,7 @@ def test_chunks_a_file_never_wrote_read_as_netcdf_would(tmp_path):
         metadata={"input_digest": "y"},
         checksums={},
     )
-    from nc2ice.validate import open_store_dataset
+    from nc2ice.reading import open_store_dataset
 
     got = open_store_dataset(store, access).v.values
     want = np.concatenate([xr.open_dataset(f).v.values for f in files])

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+import shutil
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,22 +22,42 @@ import icechunk
 import obstore
 from obstore.store import HTTPStore, LocalStore, S3Store
 
+from nc2ice.errors import AccessError
+
 SCHEMES = ("http", "https", "s3", "file")
-
-
-class AccessError(RuntimeError):
-    """A URL that no configured store can serve, or a source that cannot be read."""
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def normalize_url(location: str) -> str:
-    """A URL for a source or store: local paths become absolute ``file://`` URLs."""
-    scheme = urlsplit(location).scheme
-    if scheme in SCHEMES:
+    """A URL for a source or store: local paths become absolute ``file://`` URLs, and a
+    scheme's default port (``:80``, ``:443``) is dropped."""
+    parts = urlsplit(location)
+    if parts.scheme in DEFAULT_PORTS and parts.port == DEFAULT_PORTS[parts.scheme]:
+        return parts._replace(netloc=parts.netloc.rpartition(":")[0]).geturl()
+    if parts.scheme in SCHEMES:
         return location
-    if scheme and len(scheme) > 1:
-        raise AccessError(f"{location}: unsupported URL scheme {scheme!r} (use {SCHEMES})")
+    if parts.scheme and len(parts.scheme) > 1:
+        raise AccessError(f"{location}: unsupported URL scheme {parts.scheme!r} (use {SCHEMES})")
     # Not Path.as_uri(): that percent-encodes glob characters, and nothing decodes them again.
     return "file://" + str(Path(location).expanduser().resolve())
+
+
+def referenceable_url(location: str) -> str:
+    """A source URL that a store's references can point at, or an error saying why not.
+
+    Icechunk 1.x drops an explicit port from a virtual chunk's URL (fixed in 2.x), so a
+    reference to ``http://host:8080/x.nc`` would be looked up on port 80 and refused.
+    """
+    url = normalize_url(location)
+    parts = urlsplit(url)
+    if parts.scheme in DEFAULT_PORTS and parts.port is not None:
+        raise AccessError(
+            f"{url}: a store cannot reference files on port {parts.port}: Icechunk 1.x drops "
+            "the port from its references. Serve the files on the default port "
+            f"({DEFAULT_PORTS[parts.scheme]}), put a proxy in front of the server, or mirror "
+            "the files to a local folder or S3"
+        )
+    return url
 
 
 def local_path(url: str) -> Path:
@@ -105,16 +127,7 @@ class Access:
         if parts.scheme in ("http", "https"):
             return HTTPStore.from_url(prefix, client_options=client, retry_config=retry)
         if parts.scheme == "s3":
-            return S3Store(
-                parts.netloc,
-                endpoint=self.s3.endpoint_url,
-                region=self.s3.region or "us-east-1",
-                virtual_hosted_style_request=not self.s3.force_path_style,
-                skip_signature=self.s3.anonymous,
-                client_options=client,
-                retry_config=retry,
-                **_s3_keys_from_env(),
-            )
+            return _s3_store(parts.netloc, self.s3, client_options=client, retry_config=retry)
         raise AccessError(f"{prefix}: no store can serve this URL")
 
     def path_in_store(self, url: str) -> str:
@@ -123,17 +136,15 @@ class Access:
 
     def head(self, url: str) -> dict[str, Any]:
         """Size, ETag and Last-Modified of one source, with errors that name it."""
-        store = self.object_store(prefix_of(url))
         try:
-            meta = obstore.head(store, self.path_in_store(url))
+            if url.startswith("file://"):
+                st = local_path(url).stat()
+                modified = datetime.fromtimestamp(st.st_mtime, UTC)
+                return identity({"size": st.st_size, "last_modified": modified})
+            meta = obstore.head(self.object_store(prefix_of(url)), self.path_in_store(url))
         except Exception as exc:  # obstore raises several error types; all mean "unreadable"
-            raise AccessError(f"{url}: cannot read ({describe_error(exc)})") from exc
-        modified = meta.get("last_modified")
-        return {
-            "size": int(meta["size"]),
-            "etag": (meta.get("e_tag") or "").strip('"'),
-            "last_modified": modified.isoformat() if modified else "",
-        }
+            raise self.error(url, exc) from None
+        return identity(meta)
 
     def get_ranges(self, url: str, starts: list[int], lengths: list[int]) -> list[bytes]:
         store = self.object_store(prefix_of(url))
@@ -141,8 +152,15 @@ class Access:
         try:
             out = obstore.get_ranges(store, self.path_in_store(url), starts=starts, ends=ends)
         except Exception as exc:
-            raise AccessError(f"{url}: cannot read byte ranges ({describe_error(exc)})") from exc
+            raise self.error(url, exc, "cannot read byte ranges") from None
         return [bytes(b) for b in out]
+
+    def error(self, url: str, exc: BaseException, doing: str = "cannot read") -> AccessError:
+        """One line naming the URL, what failed and the likely cause (no Rust backtrace)."""
+        where = ""
+        if url.startswith("s3://"):
+            where = f" [bucket {urlsplit(url).netloc!r} at {self.s3.endpoint_url or 'AWS S3'}]"
+        return AccessError(f"{url}: {doing} ({describe_error(exc, url)}){where}")
 
     # -- the Icechunk side -----------------------------------------------------------------
 
@@ -163,6 +181,16 @@ class Access:
                 from_env=None if s3.anonymous else True,
             )
         raise AccessError(f"{store_url}: a store must be a local folder or an s3:// URL")
+
+    def remove_repository(self, store_url: str) -> None:
+        """Delete a repository this run created and could not fill (nothing else is there)."""
+        parts = urlsplit(store_url)
+        if parts.scheme == "file":
+            shutil.rmtree(local_path(store_url), ignore_errors=True)
+            return
+        store = _s3_store(parts.netloc, self.store_s3, prefix=parts.path.strip("/"))
+        for batch in obstore.list(store, chunk_size=1000):
+            obstore.delete(store, [meta["path"] for meta in batch])
 
     def container(self, prefix: str) -> icechunk.VirtualChunkContainer:
         scheme = urlsplit(prefix).scheme
@@ -198,6 +226,19 @@ class Access:
         return icechunk.containers_credentials(creds)
 
 
+def _s3_store(bucket: str, options: S3Options, **kwargs: Any) -> S3Store:
+    kwargs.setdefault("client_options", {"allow_http": True})
+    return S3Store(
+        bucket,
+        endpoint=options.endpoint_url,
+        region=options.region or "us-east-1",
+        virtual_hosted_style_request=not options.force_path_style,
+        skip_signature=options.anonymous,
+        **kwargs,
+        **_s3_keys_from_env(),
+    )
+
+
 def _s3_keys_from_env() -> dict[str, str]:
     names = {
         "access_key_id": "AWS_ACCESS_KEY_ID",
@@ -207,16 +248,41 @@ def _s3_keys_from_env() -> dict[str, str]:
     return {k: os.environ[v] for k, v in names.items() if os.environ.get(v)}
 
 
-def describe_error(exc: BaseException) -> str:
-    """The cause of an obstore error in one line, without the Rust backtrace."""
-    text = str(exc).strip()
-    for marker in ("Client error with status", "Server error with status", "status:"):
-        if marker in text:
-            text = text[text.index(marker) :]
-            break
-    first = text.splitlines()[0] if text else type(exc).__name__
-    if type(exc).__name__ == "FileNotFoundError" or "NotFound" in type(exc).__name__:
+def identity(meta: Any) -> dict[str, Any]:
+    """What identifies one version of a source: size, ETag, Last-Modified."""
+    modified = meta.get("last_modified")
+    return {
+        "size": int(meta["size"]),
+        "etag": (meta.get("e_tag") or "").strip('"'),
+        "last_modified": modified.isoformat() if modified else "",
+    }
+
+
+def describe_error(exc: BaseException, url: str = "") -> str:
+    """The cause of an obstore error in one line, in the words of the user's setup."""
+    text = str(exc).split("Debug source:")[0].strip()
+    status = re.search(r"status code: (\d{3})", text)
+    code = int(status.group(1)) if status else None
+    scheme = urlsplit(url).scheme
+    if isinstance(exc, FileNotFoundError) or code == 404:
+        if scheme == "file":
+            return "no such file"
+        if "NoSuchBucket" in text:
+            return "the bucket does not exist"
         return "not found (404)"
-    if "error sending request" in text or "Connection refused" in text:
+    if scheme == "s3" and "169.254.169.254" in text:
+        return (
+            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or `anonymous: true` under `s3:` for a public bucket"
+        )
+    if scheme == "s3" and code == 403:
+        for known in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
+            if known in text:
+                return f"access denied (403 {known}): check the AWS_* credentials and the bucket"
+        return "access denied (403): check the AWS_* credentials and the bucket's policy"
+    if "error sending request" in text or "Connection refused" in text or "dns error" in text:
         return "cannot connect to the server (refused, unreachable, or unknown host)"
+    if code is not None:
+        return f"the server answered {code}"
+    first = text.splitlines()[0] if text else type(exc).__name__
     return first[:300]

@@ -9,7 +9,7 @@ from collections import defaultdict
 import numcodecs
 import numpy as np
 
-from nc2ice.access import Access
+from nc2ice.access import Access, prefix_of
 from nc2ice.manifest import Variable
 
 
@@ -18,13 +18,15 @@ def decode_chunk(var: Variable, raw: bytes) -> np.ndarray:
     codecs = [*(var.filters or []), *([var.compressor] if var.compressor else [])]
     for config in reversed(codecs):
         data = numcodecs.get_codec(dict(config)).decode(data)
-    return np.frombuffer(bytes(memoryview(data)), dtype=var.dtype).reshape(var.chunks)
+    return np.frombuffer(bytes(memoryview(data)), dtype=var.np_dtype).reshape(var.chunks)
 
 
 def read_region(var: Variable, region: tuple[slice, ...], access: Access) -> np.ndarray:
     """The raw (still CF-encoded) values of ``var[region]``, fetching only the chunks needed."""
     if var.data is not None:
         return var.data[region]
+    if var.undecodable and var.refs:
+        return _read_with_h5py(var, region, access)
     bounds = [
         (s.start or 0, s.stop if s.stop is not None else n)
         for s, n in zip(region, var.shape, strict=True)
@@ -42,6 +44,19 @@ def read_region(var: Variable, region: tuple[slice, ...], access: Access) -> np.
         for (index, _, _), raw in zip(items, blobs, strict=True):
             _paste(out, bounds, index, var.chunks, decode_chunk(var, raw))
     return out
+
+
+def _read_with_h5py(var: Variable, region: tuple[slice, ...], access: Access) -> np.ndarray:
+    """Values whose HDF5 filter only h5py (with hdf5plugin) can decode."""
+    import h5py
+    import hdf5plugin  # noqa: F401 - registers the filters
+    from obspec_utils.readers import BlockStoreReader
+
+    url = next(iter(var.refs.values()))[0]
+    store = access.object_store(prefix_of(url))
+    reader = BlockStoreReader(store, access.path_in_store(url), block_size=4 << 20)
+    with h5py.File(reader, mode="r") as f:
+        return np.asarray(f[var.path][region], dtype=var.np_dtype)
 
 
 def _paste(out: np.ndarray, bounds, index, chunks, chunk: np.ndarray) -> None:

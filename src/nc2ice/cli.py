@@ -1,4 +1,4 @@
-"""``nc2ice show STORE``: what a store holds and how it got there."""
+"""The nc2ice command: look at a store without writing Python."""
 
 from __future__ import annotations
 
@@ -9,18 +9,27 @@ import yaml
 
 from nc2ice.access import Access, normalize_url
 from nc2ice.commit import BRANCH, open_repository
-from nc2ice.steps import quiet_libraries
-from nc2ice.validate import open_store_dataset
+from nc2ice.reading import open_store_dataset
+
+DESCRIPTION = """\
+Look at an Icechunk store written by the nc2ice workflow.
+
+  nc2ice show results/stores/demo.icechunk
+  nc2ice show s3://bucket/stores/x.icechunk --configfile my.yaml
+
+The workflow itself runs with snakemake (see the README).
+"""
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="nc2ice", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="nc2ice", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="print a store's dataset and its commit history")
     show.add_argument("store", help="a local folder or s3://bucket/prefix/name.icechunk")
-    show.add_argument("--configfile", help="the workflow config (for s3 endpoints)")
+    show.add_argument("--configfile", help="the workflow config (for S3 endpoints)")
     args = parser.parse_args(argv)
-    quiet_libraries()
     config = yaml.safe_load(Path(args.configfile).read_text()) if args.configfile else {}
     access = Access.from_config(config)
     store = normalize_url(args.store)

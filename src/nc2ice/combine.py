@@ -7,8 +7,8 @@ chunk references, and which slabs must be copied.  Nothing is written here.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from dataclasses import dataclass, field
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,15 +19,15 @@ from nc2ice.encoding import (
     harmonise,
     inherit_bounds_units,
     last_value,
+    reader_dtypes,
 )
+from nc2ice.errors import CombineError
+from nc2ice.formats.policy import bounds_names
 from nc2ice.grid import Fate, GridPlan, Part, plan_grid, template_of
 from nc2ice.manifest import ChunkRef, Manifest, Variable
 
 LOADED_CHUNK_BYTES = 32 << 20
-
-
-class CombineError(ValueError):
-    """The files cannot be combined faithfully; the message lists which files differ and how."""
+STATIC_COPY_LIMIT = 64 << 20
 
 
 @dataclass
@@ -54,8 +54,11 @@ class Plan:
     files: list[str]  # file ids in concatenation order
     group_attrs: dict[str, dict[str, Any]]
     arrays: dict[str, ArrayPlan]
+    group_attr_types: dict[str, dict[str, str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)  # variable → why
+    copied_static: dict[str, tuple[int, str]] = field(default_factory=dict)  # path → bytes, why
+    dtype_differences: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
         reasons: dict[str, list[str]] = defaultdict(list)
@@ -82,8 +85,11 @@ class Plan:
             "files_as_is": sorted(f for f, c in per_file.items() if not c["split"] + c["copied"]),
             "files_split": sorted(f for f, c in per_file.items() if c["split"]),
             "files_copied": sorted(f for f, c in per_file.items() if c["copied"]),
-            "copied_bytes": sum(c["copied_bytes"] for c in per_file.values()),
+            "copied_bytes": sum(c["copied_bytes"] for c in per_file.values())
+            + sum(n for n, _ in self.copied_static.values()),
             "copied_why": dict(reasons),
+            "copied_variables": {p: why for p, (_, why) in self.copied_static.items()},
+            "dtype_differences": self.dtype_differences,
             "grids": {a.path: list(a.chunks) for a in self.arrays.values() if a.grid},
             "per_file": per_file,
             "dropped_variables": self.dropped,
@@ -99,11 +105,18 @@ def combine(
     drop_variables: list[str] | tuple[str, ...] = (),
     on_chunk_mismatch: str = "reconcile",
     max_materialized_fraction: float = 0.1,
+    concat_order: str = "coordinate",
     reader: Any = None,
 ) -> Plan:
     if not manifests:
         raise CombineError("no file to combine")
-    plan = Plan(files=[], group_attrs=dict(manifests[0][1].group_attrs), arrays={})
+    first = manifests[0][1]
+    plan = Plan(
+        files=[],
+        group_attrs=dict(first.group_attrs),
+        arrays={},
+        group_attr_types=dict(first.group_attr_types),
+    )
     for name in drop_variables:
         plan.dropped[name] = "listed in drop_variables"
     for _, m in manifests:
@@ -113,13 +126,26 @@ def combine(
         plan.notes.extend(f"{m.url}: {note}" for note in m.notes)
     _reconcile_variable_sets(manifests, variables, plan)
     _check_dimensions(manifests, concat_dim)
-    manifests = _in_order(manifests, concat_dim)
+    if concat_order == "coordinate":
+        manifests = _in_order(manifests, concat_dim)
     plan.files = [file_id for file_id, _ in manifests]
+    bounds = bounds_names(manifests[0][1].variables.values())
     for path in manifests[0][1].variables:
         versions = [(fid, m.variables[path]) for fid, m in manifests]
-        plan.arrays[path] = _plan_array(path, versions, concat_dim, plan, reader)
+        values = _keeps_values(versions[0][1], bounds)
+        plan.arrays[path] = _plan_array(path, versions, concat_dim, plan, reader, values)
+        found = reader_dtypes(versions[0][1], plan.arrays[path].template)
+        if found:
+            plan.dtype_differences[path] = found
     _check_copy_policy(plan, on_chunk_mismatch, max_materialized_fraction)
     return plan
+
+
+def _keeps_values(var: Variable, bounds: set[str]) -> bool:
+    """Coordinates, bounds and scalars are stored as values (readers want them in one
+    piece); data variables as references wherever every file has them."""
+    is_coordinate = len(var.dims) == 1 and var.dims[0] == var.name
+    return var.shape == () or is_coordinate or var.path in bounds
 
 
 def _reconcile_variable_sets(manifests, policy: str, plan: Plan) -> None:
@@ -194,8 +220,10 @@ def _in_order(manifests, concat_dim: str):
         if lasts[a] >= firsts[b]:
             raise CombineError(
                 f"{manifests[a][0]} and {manifests[b][0]} overlap along {concat_dim!r}: "
-                f"one ends at {_show(lasts[a])}, the other starts at {_show(firsts[b])} "
-                "(two versions of the same period? list only one of them)"
+                f"one ends at {_show(lasts[a])}, the other starts at {_show(firsts[b])}. "
+                "Two versions of the same period? List only one of them. Or, if this "
+                f"coordinate restarts in every file, set `concat_order: listed` to "
+                "concatenate the files in the order they are listed"
             )
     return [manifests[i] for i in order]
 
@@ -206,20 +234,21 @@ def _show(key: Any) -> str:
     return repr(key)
 
 
-def _plan_array(path, versions, concat_dim, plan: Plan, reader) -> ArrayPlan:
+def _plan_array(path, versions, concat_dim, plan: Plan, reader, keep_values: bool) -> ArrayPlan:
     first = versions[0][1]
     if concat_dim not in first.dims:
-        return _static_array(path, versions, concat_dim)
+        return _static_array(path, versions, concat_dim, plan, reader, keep_values)
     if len({encoding_key(v) for _, v in versions}) > 1:
         versions = harmonise(path, versions, plan.notes, reader)
     parts, offset = [], 0
     for file_id, var in versions:
         parts.append(Part(file_id, var, offset))
         offset += var.shape[0]
-    template = template_of(parts)
+    template = _with_attrs_of(template_of(parts), versions[0][1])
     shape = (offset, *template.shape[1:])
     array = ArrayPlan(path, template, shape, template.chunks, axis=0, parts=parts)
-    if all(p.var.loaded for p in parts):
+    everywhere = all(p.var.referenceable for p in parts)
+    if all(p.var.loaded for p in parts) and (keep_values or not everywhere):
         array.data = np.concatenate([p.var.data for p in parts], axis=0)
         array.chunks = _loaded_chunks(array.data, template)
         return array
@@ -228,7 +257,14 @@ def _plan_array(path, versions, concat_dim, plan: Plan, reader) -> ArrayPlan:
     return array
 
 
-def _static_array(path, versions, concat_dim: str) -> ArrayPlan:
+def _with_attrs_of(template: Variable, first: Variable) -> Variable:
+    """The encoding of the template (the files' majority), the attributes of the first file."""
+    if template is first:
+        return template
+    return replace(template, attrs=first.attrs, attr_types=first.attr_types)
+
+
+def _static_array(path, versions, concat_dim: str, plan: Plan, reader, keep_values) -> ArrayPlan:
     file_id, first = versions[0]
     for other_id, var in versions[1:]:
         if var.loaded and first.loaded and not _same_values(var.data, first.data):
@@ -238,9 +274,19 @@ def _static_array(path, versions, concat_dim: str) -> ArrayPlan:
                 "(or be listed in drop_variables)"
             )
     array = ArrayPlan(path, first, first.shape, first.chunks, refs=dict(first.refs))
-    if first.loaded:
-        array.data = first.data
-        array.chunks = _loaded_chunks(first.data, first)
+    if first.referenceable and not (first.loaded and keep_values):
+        return array
+    if not first.loaded:
+        if first.nbytes > STATIC_COPY_LIMIT or reader is None:
+            raise CombineError(
+                f"{path!r} ({first.nbytes} bytes) cannot be referenced ({first.undecodable}) "
+                f"and is too large to copy (the limit is {STATIC_COPY_LIMIT} bytes); "
+                "list it in drop_variables to leave it out"
+            )
+        first = replace(first, data=reader(first))
+        plan.copied_static[path] = (first.nbytes, first.undecodable)
+    array.refs, array.data = {}, first.data
+    array.chunks = _loaded_chunks(first.data, first)
     return array
 
 
@@ -261,9 +307,9 @@ def _loaded_chunks(data: np.ndarray, template: Variable) -> tuple[int, ...]:
 def _check_copy_policy(plan: Plan, on_mismatch: str, max_fraction: float) -> None:
     report = plan.report()
     total = sum(
-        math.prod(a.shape) * np.dtype(a.template.dtype).itemsize
-        for a in plan.arrays.values()
-        if a.grid is not None
+        math.prod(a.shape) * a.template.np_dtype.itemsize
+        for path, a in plan.arrays.items()
+        if a.grid is not None or path in plan.copied_static
     )
     copied = report["copied_bytes"]
     odd = sorted(set(report["files_split"]) | set(report["files_copied"]))
@@ -278,9 +324,12 @@ def _check_copy_policy(plan: Plan, on_mismatch: str, max_fraction: float) -> Non
             f"  {f}: {per_file[f]['copied_bytes']} bytes ({'; '.join(report['copied_why'][f])})"
             for f in sorted(report["files_copied"], key=lambda f: -per_file[f]["copied_bytes"])[:20]
         ]
+        why = Counter(r for f in report["files_copied"] for r in report["copied_why"][f])
+        why.update(f"{p}: {r}" for p, r in report["copied_variables"].items())
+        reason, count = why.most_common(1)[0]
         raise CombineError(
-            f"reconciling the chunk grids would copy {copied} of {total} bytes "
-            f"({copied / total:.1%}), more than max_materialized_fraction "
-            f"({max_fraction:.1%}). Files that would be copied:\n" + "\n".join(lines) + "\n"
-            "Raise max_materialized_fraction to copy them, or rechunk those files."
+            f"the store would need a copy of {copied} of {total} bytes ({copied / total:.1%}), "
+            f"more than max_materialized_fraction ({max_fraction:.1%}); in {count} case(s) "
+            f"because {reason}. Files that would be copied:\n" + "\n".join(lines) + "\n"
+            "Raise max_materialized_fraction to copy them, or rechunk or recompress those files."
         )

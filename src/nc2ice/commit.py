@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from importlib.metadata import version
@@ -18,12 +19,13 @@ from typing import Any
 import icechunk
 import numpy as np
 import zarr
-from virtualizarr.codecs import convert_to_codec_pipeline, extract_codecs, zarr_codec_config_to_v3
 from xarray.backends.zarr import FillValueCoder
 
 from nc2ice.access import Access
 from nc2ice.chunks import read_region
+from nc2ice.codecs import zarr_pipeline
 from nc2ice.combine import ArrayPlan, Plan
+from nc2ice.errors import CommitError
 from nc2ice.manifest import Variable
 
 log = logging.getLogger(__name__)
@@ -75,25 +77,37 @@ def commit_plan(
     metadata: dict[str, Any],
     checksums: dict[str, datetime],
 ) -> tuple[str, bool]:
-    """Write ``plan`` and commit; return the snapshot id and whether a new commit was made."""
-    repo = _open_for_writing(store_url, access, prefixes)
-    snapshot, tip = tip_metadata(repo)
-    if tip.get("input_digest") == metadata["input_digest"]:
-        log.info(
-            "%s: already holds these inputs (snapshot %s); nothing to commit", store_url, snapshot
-        )
-        return snapshot, False
-    repo.save_config()
-    session = repo.writable_session(BRANCH)
-    root = zarr.open_group(session.store, mode="w", zarr_format=3)
-    root.attrs.update(plan.group_attrs.get("", {}))
-    for group, attrs in plan.group_attrs.items():
-        if group:
-            root.require_group(group).attrs.update(attrs)
-    reader = _reader(access)
-    for array in plan.arrays.values():
-        _write_array(session.store, root, array, checksums, reader)
-    snapshot = session.commit(message, metadata=metadata)
+    """Write ``plan`` and commit; return the snapshot id and whether a new commit was made.
+
+    Either the branch gets one new snapshot holding the whole plan, or nothing changes: a
+    reference Icechunk refuses stops the commit, and a repository this call created is
+    removed again when the first commit fails."""
+    layouts = {path: _layout(array) for path, array in plan.arrays.items()}  # fails early
+    created = not icechunk.Repository.exists(access.storage(store_url))
+    try:
+        repo = _open_for_writing(store_url, access, prefixes)
+        snapshot, tip = tip_metadata(repo)
+        if tip.get("input_digest") == metadata["input_digest"]:
+            log.info(
+                "%s: already holds these inputs (snapshot %s); nothing to commit",
+                store_url,
+                snapshot,
+            )
+            return snapshot, False
+        repo.save_config()
+        session = repo.writable_session(BRANCH)
+        root = zarr.open_group(session.store, mode="w", zarr_format=3)
+        for group, attrs in plan.group_attrs.items():
+            target = root.require_group(group) if group else root
+            target.attrs.update(store_attrs(attrs))
+        reader = _reader(access)
+        for path, array in plan.arrays.items():
+            _write_array(session.store, root, array, layouts[path], checksums, reader)
+        snapshot = session.commit(message, metadata=metadata)
+    except BaseException:
+        if created:
+            access.remove_repository(store_url)
+        raise
     log.info("%s: committed snapshot %s", store_url, snapshot)
     return snapshot, True
 
@@ -102,19 +116,30 @@ def _reader(access: Access) -> Callable[[Variable, tuple[slice, ...]], np.ndarra
     return lambda var, region: read_region(var, region, access)
 
 
-def _write_array(store, root: zarr.Group, array: ArrayPlan, checksums, reader) -> None:
+def _layout(array: ArrayPlan) -> dict[str, Any]:
+    """dtype and codecs of the store's array: the files' own where the store references
+    them, Zarr's defaults where its chunks are all written by the commit."""
+    if array.data is not None:
+        dtype = array.data.dtype
+        return {"dtype": dtype, "filters": None, "serializer": "auto", "compressors": "auto"}
     template = array.template
-    loaded = array.data is not None
-    dtype = np.dtype(array.data.dtype if loaded else template.dtype)
-    codecs = (
-        []
-        if loaded
-        else [*(template.filters or []), *([template.compressor] if template.compressor else [])]
-    )
-    pipeline = convert_to_codec_pipeline(dtype, [zarr_codec_config_to_v3(dict(c)) for c in codecs])
-    filters, serializer, compressors = extract_codecs(pipeline)
-    attrs = dict(template.attrs)
-    fill = attrs.get("_FillValue")
+    dtype = template.np_dtype
+    if not template.referenceable:
+        return {"dtype": dtype, "filters": None, "serializer": "auto", "compressors": "auto"}
+    filters, serializer, compressors = zarr_pipeline(dtype, template.filters, template.compressor)
+    return {
+        "dtype": dtype,
+        "filters": filters,
+        "serializer": serializer,
+        "compressors": compressors,
+    }
+
+
+def _write_array(store, root: zarr.Group, array: ArrayPlan, layout, checksums, reader) -> None:
+    template = array.template
+    dtype = layout["dtype"]
+    attrs = store_attrs(template.attrs)
+    fill = template.attrs.get("_FillValue")
     if fill is not None:
         attrs["_FillValue"] = FillValueCoder.encode(fill, dtype) if dtype.kind in "fc" else fill
     parent = root.require_group(template.group) if template.group else root
@@ -122,17 +147,20 @@ def _write_array(store, root: zarr.Group, array: ArrayPlan, checksums, reader) -
         name=template.name,
         shape=array.shape,
         chunks=array.chunks,
-        dtype=dtype,
-        filters=filters,
-        serializer=serializer,
-        compressors=compressors if not loaded else "auto",
         fill_value=_zarr_fill(fill if fill is not None else template.storage_fill, dtype),
         dimension_names=template.dims,
         attributes=attrs,
+        **layout,
     )
-    if loaded:
+    if array.data is not None:
         zarray[...] = array.data
         return
+    _set_references(store, template.path, array.refs, checksums)
+    for lo, hi in array.copy_slabs():
+        zarray[lo:hi] = _slab(array, lo, hi, dtype, reader)
+
+
+def _set_references(store, path: str, refs, checksums) -> None:
     specs = [
         icechunk.VirtualChunkSpec(
             index=list(index),
@@ -141,12 +169,57 @@ def _write_array(store, root: zarr.Group, array: ArrayPlan, checksums, reader) -
             length=length,
             last_updated_at_checksum=checksums.get(url),
         )
-        for index, (url, offset, length) in array.refs.items()
+        for index, (url, offset, length) in refs.items()
     ]
-    if specs:
-        store.set_virtual_refs(template.path, specs, validate_containers=True)
-    for lo, hi in array.copy_slabs():
-        zarray[lo:hi] = _slab(array, lo, hi, dtype, reader)
+    if not specs:
+        return
+    refused = store.set_virtual_refs(path, specs, validate_containers=True)
+    if refused:
+        index = tuple(refused[0])
+        url = refs[index][0]
+        raise CommitError(
+            f"Icechunk refused {len(refused)} reference(s) of {path!r}, e.g. chunk {index} "
+            f"in {url}: no virtual chunk container of the repository matches that URL"
+        )
+
+
+def attribute_types(plan: Plan) -> dict[str, dict[str, Any]]:
+    """What JSON attributes lose, for readers that restore it (``open_store_dataset``): the
+    numpy type of each numeric attribute, and which floats were NaN or infinite."""
+    found: dict[str, dict[str, Any]] = {"arrays": {}, "groups": {}}
+    nodes = [
+        ("groups", g, a, plan.group_attr_types.get(g, {})) for g, a in plan.group_attrs.items()
+    ]
+    nodes += [
+        ("arrays", p, a.template.attrs, a.template.attr_types) for p, a in plan.arrays.items()
+    ]
+    for kind, path, attrs, types in nodes:
+        entry = {
+            "types": {k: t for k, t in types.items() if k in attrs and k != "_FillValue"},
+            "nonfinite": nonfinite_attributes(attrs),
+        }
+        if entry["types"] or entry["nonfinite"]:
+            found[kind][path] = entry
+    return found
+
+
+def store_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Attributes as Icechunk can hold them: its metadata is strict JSON, which has no NaN or
+    Infinity, so such floats are written as the strings "NaN", "Infinity", "-Infinity" (the
+    spelling Zarr uses for fill values); ``nonfinite_attributes`` lists them."""
+    return {k: _finite(v) for k, v in attrs.items() if k != "_FillValue"}
+
+
+def nonfinite_attributes(attrs: dict[str, Any]) -> list[str]:
+    return sorted(k for k, v in attrs.items() if k != "_FillValue" and _finite(v) != v)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
 
 
 def _slab(array: ArrayPlan, lo: int, hi: int, dtype: np.dtype, reader) -> np.ndarray:

@@ -9,11 +9,9 @@ from typing import Any
 
 import yaml
 
+from nc2ice.errors import ConfigError
+
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class ConfigError(ValueError):
-    """A config that cannot run; the message names the key."""
 
 
 def with_user_datasets(config: dict[str, Any], user_configfiles: list[str]) -> dict[str, Any]:
@@ -55,6 +53,15 @@ def _config_message(exc: Exception) -> str:
     path = ".".join(str(p) for p in getattr(cause, "absolute_path", []))
     message = getattr(cause, "message", str(exc).splitlines()[0])
     return f"config error at {path or '<top level>'}: {message}"
+
+
+# Settings that change how a run is checked, not what the store holds.
+VALIDATION_ONLY = ("sample_chunks",)
+
+
+def store_settings(dataset: dict[str, Any]) -> dict[str, Any]:
+    """The part of a dataset's config that decides the store's content (its commit)."""
+    return {k: v for k, v in dataset.items() if k not in VALIDATION_ONLY}
 
 
 def store_url(config: dict[str, Any], name: str) -> str:

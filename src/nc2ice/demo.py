@@ -55,9 +55,9 @@ def write_demo(folder: str | Path) -> list[Path]:
     for year in YEARS:
         path = folder / f"tas_Amon_demo_{year}01-{year}12.nc"
         ds = demo_dataset(year)
-        time_units = {"units": "days since 2000-01-01", "calendar": "standard"}
+        time_units = {"units": "days since 2000-01-01", "calendar": "standard", "dtype": "f8"}
         if year == 2002:
-            time_units = {"units": "days since 1850-01-01", "calendar": "standard"}
+            time_units = {"units": "days since 1850-01-01", "calendar": "standard", "dtype": "f8"}
         tas = {"zlib": True, "complevel": 4, "shuffle": True, "chunksizes": (6, 36, 72)}
         encoding = {"time": time_units, "time_bnds": time_units, "tas": tas}
         ds.to_netcdf(_tmp(path), engine="netcdf4", encoding=encoding)
@@ -65,7 +65,7 @@ def write_demo(folder: str | Path) -> list[Path]:
         paths.append(path)
     last = folder / "tas_Amon_demo_200401-200403.nc"
     tas = {"zlib": True, "complevel": 4, "shuffle": True, "chunksizes": (3, 36, 72)}
-    time_units = {"units": "days since 2000-01-01", "calendar": "standard"}
+    time_units = {"units": "days since 2000-01-01", "calendar": "standard", "dtype": "f8"}
     demo_dataset(2004, months=3).to_netcdf(
         _tmp(last),
         engine="netcdf4",

@@ -18,6 +18,7 @@ from typing import Any
 import cftime
 import numpy as np
 
+from nc2ice.errors import CombineError
 from nc2ice.manifest import Manifest, Variable
 
 ENCODING_ATTRS = ("units", "calendar", "scale_factor", "add_offset", "_FillValue", "missing_value")
@@ -36,9 +37,45 @@ def calendar(var: Variable) -> str:
 
 
 def encoding_key(var: Variable) -> tuple:
-    return (np.dtype(var.dtype).newbyteorder("=").str,) + tuple(
+    return (var.np_dtype.newbyteorder("=").str,) + tuple(
         repr(var.attrs.get(k)) for k in ENCODING_ATTRS
     )
+
+
+def reader_dtypes(source: Variable, stored: Variable) -> dict[str, str]:
+    """What netCDF readers and ``xr.open_zarr`` decode a packed variable to, where they differ.
+
+    xarray picks the float type of a packed variable from the type of ``scale_factor`` and
+    ``add_offset``: float32 in a netCDF file, but Zarr attributes are JSON and come back as
+    Python floats, so the store decodes to float64.  Zarr 3.1 has no way to say float32 there.
+    """
+    if is_time_like(source) or not {"scale_factor", "add_offset"} & set(source.attrs):
+        return {}
+    netcdf = _decoded_dtype(source.np_dtype, source.attrs, source.attr_types)
+    zarr = _decoded_dtype(stored.np_dtype, stored.attrs, {})
+    if netcdf == zarr:
+        return {}
+    return {
+        "netcdf": netcdf,
+        "zarr": zarr,
+        "why": f"netCDF readers decode it to {netcdf} because its scale_factor/add_offset are "
+        f"{netcdf}; Zarr attributes cannot say {netcdf}, so xr.open_zarr decodes it to {zarr}. "
+        f"The values agree to {netcdf} precision: .astype('{netcdf}') gives what netCDF gives "
+        "up to the last bit of rounding",
+    }
+
+
+def _decoded_dtype(dtype: np.dtype, attrs: dict[str, Any], types: dict[str, str]) -> str:
+    from xarray.coding.variables import _choose_float_dtype
+
+    if dtype.kind not in "iuf" or not {"scale_factor", "add_offset"} & set(attrs):
+        return dtype.newbyteorder("=").name
+    typed = {
+        key: np.dtype(types[key]).type(attrs[key]) if key in types else attrs[key]
+        for key in ("scale_factor", "add_offset")
+        if key in attrs
+    }
+    return np.dtype(_choose_float_dtype(dtype, typed)).name
 
 
 def inherit_bounds_units(manifest: Manifest) -> None:
@@ -83,8 +120,6 @@ def harmonise(
     notes: list[str],
     reader: Callable[[Variable], np.ndarray] | None,
 ) -> list[tuple[str, Variable]]:
-    from nc2ice.combine import CombineError
-
     versions = [(fid, copy.copy(var)) for fid, var in versions]
     if not all(var.loaded for _, var in versions):
         total = sum(var.nbytes for _, var in versions)
@@ -126,7 +161,7 @@ def _reencode_times(path: str, versions):
 
     ref = versions[0][1]
     units, cal = ref.attrs["units"], calendar(ref)
-    decoded, integral = [], np.dtype(ref.dtype).kind in "iu"
+    decoded, integral = [], ref.np_dtype.kind in "iu"
     for fid, var in versions:
         dates = cftime.num2date(
             var.data, var.attrs["units"], calendar(var), only_use_cftime_datetimes=True
@@ -140,11 +175,12 @@ def _reencode_times(path: str, versions):
         numbers = np.asarray(cftime.date2num(dates, units, cal), dtype="f8")
         integral = integral and bool(np.all(numbers == np.round(numbers)))
         decoded.append(numbers)
-    dtype = np.dtype(ref.dtype).newbyteorder("<") if integral else np.dtype("<f8")
+    dtype = ref.np_dtype.newbyteorder("<") if integral else np.dtype("<f8")
     out = []
     for (fid, var), numbers in zip(versions, decoded, strict=True):
         var.data = numbers.astype(dtype)
         var.dtype = dtype.str
+        var.refs, var.virtual = {}, False  # the stored numbers differ from the file's now
         var.attrs = {**var.attrs, "units": units, "calendar": ref.attrs.get("calendar", cal)}
         out.append((fid, var))
     return out
@@ -152,8 +188,6 @@ def _reencode_times(path: str, versions):
 
 def _same_dates_in(dates: np.ndarray, cal: str, problem: str) -> np.ndarray:
     """The standard and proleptic Gregorian calendars agree after 1582-10-15; others never."""
-    from nc2ice.combine import CombineError
-
     gregorian = {"standard", "proleptic_gregorian"}
     flat = np.ravel(dates)
     if cal not in gregorian or flat.size == 0 or dates.flat[0].calendar not in gregorian:
@@ -176,4 +210,5 @@ def _decoded(var: Variable) -> Variable:
     var.data, var.dtype = values, "<f8"
     var.attrs = {**attrs, "_FillValue": float("nan")}
     var.filters = var.compressor = None
+    var.refs, var.virtual = {}, False  # the stored numbers differ from the file's now
     return var

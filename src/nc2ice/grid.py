@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import product
 
-import numpy as np
-
 from nc2ice.manifest import ChunkRef, Variable
 
 
@@ -63,7 +61,7 @@ def signature(var: Variable) -> tuple:
 
 def template_of(parts: list[Part]) -> Variable:
     """The encoding most of the referenced bytes share; the others are copied."""
-    virtual = [p.var for p in parts if not p.var.loaded] or [p.var for p in parts]
+    virtual = [p.var for p in parts if p.var.referenceable] or [p.var for p in parts]
     weight: dict[tuple, int] = {}
     for var in virtual:
         weight[signature(var)] = weight.get(signature(var), 0) + var.nbytes
@@ -73,7 +71,8 @@ def template_of(parts: list[Part]) -> Variable:
 
 def plan_grid(parts: list[Part], axis: int, shape: tuple[int, ...], template: Variable) -> GridPlan:
     parts = [
-        p if signature(p.var) == signature(template) or p.var.loaded else _foreign(p) for p in parts
+        p if signature(p.var) == signature(template) or not p.var.referenceable else _foreign(p)
+        for p in parts
     ]
     candidates = _candidates(parts, axis)
     scored = [(_cost(parts, axis, shape, g), g) for g in candidates]
@@ -89,7 +88,7 @@ def _foreign(part: Part) -> Part:
 def _candidates(parts: list[Part], axis: int) -> list[tuple[int, ...]]:
     """Each file's own chunking, and the same aligned to every file boundary: the largest
     step that divides the lengths of all files but the last (and all chunk lengths)."""
-    virtual = [p for p in parts if not (p.var.loaded or p.foreign)] or parts
+    virtual = [p for p in parts if p.var.referenceable and not p.foreign] or parts
     lengths = 0
     for p in parts[:-1]:
         lengths = math.gcd(lengths, p.var.shape[axis])
@@ -110,12 +109,12 @@ def _classify(part: Part, axis: int, total: int, grid: tuple[int, ...]) -> dict[
     var, start, n, step = part.var, part.offset, part.var.shape[axis], grid[axis]
     stored = var.chunks
     others_fit = all(stored[j] == grid[j] for j in range(len(grid)) if j != axis)
-    splittable = not var.loaded and var.uncompressed and _nests(stored, grid, axis)
+    splittable = var.referenceable and var.uncompressed and _nests(stored, grid, axis)
     fates = {}
     for g in range(start // step, math.ceil((start + n) / step)):
         lo, hi = g * step, min((g + 1) * step, total)
         local = lo - start
-        if var.loaded or part.foreign or lo < start or hi > start + n:
+        if not var.referenceable or part.foreign or lo < start or hi > start + n:
             fates[g] = Fate.COPY
         elif others_fit and stored[axis] == step and local % step == 0:
             fates[g] = Fate.AS_IS
@@ -143,7 +142,7 @@ def _slab_bytes(shape: tuple[int, ...], axis: int, lo: int, hi: int, itemsize: i
 
 def _cost(parts: list[Part], axis: int, shape: tuple[int, ...], grid) -> tuple[int, int]:
     total = shape[axis]
-    itemsize = np.dtype(parts[0].var.dtype).itemsize
+    itemsize = parts[0].var.np_dtype.itemsize
     copy: set[int] = set()
     refs = 0
     per_slab = math.prod(math.ceil(s / g) for j, (s, g) in enumerate(zip(shape, grid)) if j != axis)
@@ -162,7 +161,7 @@ def _cost(parts: list[Part], axis: int, shape: tuple[int, ...], grid) -> tuple[i
 
 def _build(parts: list[Part], axis: int, shape: tuple[int, ...], grid) -> GridPlan:
     total, step = shape[axis], grid[axis]
-    itemsize = np.dtype(parts[0].var.dtype).itemsize
+    itemsize = parts[0].var.np_dtype.itemsize
     plan = GridPlan(chunks=tuple(grid), refs={}, copy=[])
     fates_by_part = [_classify(p, axis, total, grid) for p in parts]
     copy = {g for fates in fates_by_part for g, f in fates.items() if f is Fate.COPY}
@@ -196,8 +195,10 @@ def _build(parts: list[Part], axis: int, shape: tuple[int, ...], grid) -> GridPl
 
 def _why_copied(part: Part, axis: int, grid: tuple[int, ...]) -> str:
     var = part.var
-    if var.loaded:
-        return "its values were loaded while scanning (a small file)"
+    if var.undecodable:
+        return var.undecodable
+    if not var.referenceable:
+        return "its values could be loaded but not referenced"
     if part.foreign:
         return "it is encoded differently (byte order or compression) from the other files"
     if var.chunks != tuple(grid) and not var.uncompressed:
@@ -213,7 +214,7 @@ def _ref_for(part: Part, axis: int, grid, index, fate: Fate) -> ChunkRef | None:
     ref = var.refs.get(stored_index)
     if ref is None or fate is Fate.AS_IS:
         return ref
-    itemsize = np.dtype(var.dtype).itemsize
+    itemsize = var.np_dtype.itemsize
     if ref[2] != itemsize * math.prod(stored):
         raise ValueError(f"{ref[0]}: {var.path!r} chunk {stored_index} has an unexpected size")
     within = [s % c for s, c in zip(start, stored)]

@@ -9,6 +9,7 @@ inline (``base64:``) as one uncompressed chunk, so the file opens on its own wit
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import json
@@ -36,9 +37,16 @@ class Variable:
     compressor: dict[str, Any] | None = None
     refs: dict[tuple[int, ...], ChunkRef] = field(default_factory=dict)
     data: np.ndarray | None = None  # the raw (encoded) values, when loaded
+    # Whether ``refs`` describe the data (a variable the file never wrote has none and is
+    # still virtual); a variable that is only loaded (strings, compact layout) is not.
+    virtual: bool = False
     # What chunks the file never wrote read as, where that is not the CF _FillValue
     # (netCDF-C's default fill, for a variable without a _FillValue attribute).
     storage_fill: Any = None
+    # Why Zarr readers cannot decode the referenced chunks (an HDF5 filter without a Zarr
+    # codec); such a variable is copied into the store, read through h5py.
+    undecodable: str = ""
+    attr_types: dict[str, str] = field(default_factory=dict)  # numpy types of numeric attrs
 
     @property
     def fill(self) -> Any:
@@ -49,6 +57,11 @@ class Variable:
     @property
     def loaded(self) -> bool:
         return self.data is not None
+
+    @property
+    def referenceable(self) -> bool:
+        """Whether a store can point at this file's chunks instead of copying them."""
+        return self.virtual and not self.undecodable
 
     @property
     def group(self) -> str:
@@ -63,11 +76,27 @@ class Variable:
         return not self.filters and self.compressor is None
 
     @property
+    def np_dtype(self) -> np.dtype:
+        return as_dtype(self.dtype)
+
+    @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+        return math.prod(self.shape) * self.np_dtype.itemsize
 
     def chunk_grid(self) -> tuple[int, ...]:
         return tuple(math.ceil(s / c) for s, c in zip(self.shape, self.chunks, strict=True))
+
+
+def dtype_str(dtype: np.dtype) -> str:
+    """A dtype as the manifest spells it: ``.str``, or its description for records."""
+    return repr(dtype.descr) if dtype.names else dtype.str
+
+
+def as_dtype(spec: str | list) -> np.dtype:
+    """The numpy dtype of a manifest's dtype string, or of Zarr v2's list form for records."""
+    if isinstance(spec, list):
+        return np.dtype([tuple(field) for field in spec])
+    return np.dtype(ast.literal_eval(spec)) if spec.startswith("[") else np.dtype(spec)
 
 
 @dataclass
@@ -76,6 +105,7 @@ class Manifest:
     variables: dict[str, Variable]
     group_attrs: dict[str, dict[str, Any]]  # "" is the root group
     notes: list[str] = field(default_factory=list)  # what the scan loaded or left out, and why
+    group_attr_types: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -86,42 +116,49 @@ def to_kerchunk(manifest: Manifest) -> dict[str, Any]:
     for group, attrs in manifest.group_attrs.items():
         prefix = f"{group}/" if group else ""
         refs[f"{prefix}.zgroup"] = json.dumps({"zarr_format": 2})
-        refs[f"{prefix}.zattrs"] = _dumps(attrs)
+        refs[f"{prefix}.zattrs"] = dumps_attrs(attrs)
     for var in manifest.variables.values():
         refs.update(_variable_refs(var))
     meta: dict[str, Any] = {"source": manifest.url, "notes": manifest.notes}
-    fills = {
-        v.path: _json_fill(v.storage_fill)
-        for v in manifest.variables.values()
-        if v.storage_fill is not None
+    variables = manifest.variables.values()
+    sections = {
+        # kerchunk readers ignore this section; these load back here
+        "storage_fill": {
+            v.path: _json_fill(v.storage_fill) for v in variables if v.storage_fill is not None
+        },
+        "values": {v.path: _inline(v) for v in variables if v.virtual and v.loaded},
+        "undecodable": {v.path: v.undecodable for v in variables if v.undecodable},
+        "attr_types": {v.path: v.attr_types for v in variables if v.attr_types},
+        "group_attr_types": {g: t for g, t in manifest.group_attr_types.items() if t},
     }
-    if fills:
-        meta["storage_fill"] = fills  # kerchunk readers ignore this key
+    meta.update({k: v for k, v in sections.items() if v})
     return {"version": 1, "refs": refs, "nc2ice": meta}
 
 
 def _variable_refs(var: Variable) -> dict[str, Any]:
+    """A virtual variable as its references (kerchunk readers follow them); a variable that
+    was only loaded as one inline chunk."""
     attrs = dict(var.attrs)
     fill = attrs.pop("_FillValue", None)
     attrs["_ARRAY_DIMENSIONS"] = list(var.dims)
-    loaded = var.data is not None
+    inline = not var.virtual
     zarray = {
         "zarr_format": 2,
         "shape": list(var.shape),
-        "chunks": list(var.shape if loaded else var.chunks),
-        "dtype": np.dtype(var.dtype).str,
+        "chunks": list(var.shape if inline else var.chunks),
+        "dtype": var.np_dtype.descr if var.np_dtype.names else var.np_dtype.str,
         "fill_value": _json_fill(fill),
         "order": "C",
-        "filters": None if loaded else var.filters,
-        "compressor": None if loaded else var.compressor,
+        "filters": None if inline else var.filters,
+        "compressor": None if inline else var.compressor,
     }
     out: dict[str, Any] = {
         f"{var.path}/.zarray": _dumps(zarray),
-        f"{var.path}/.zattrs": _dumps(attrs),
+        f"{var.path}/.zattrs": dumps_attrs(attrs),
     }
-    if loaded:
+    if inline:
         key = ".".join("0" for _ in var.shape) or "0"
-        out[f"{var.path}/{key}"] = "base64:" + base64.b64encode(_raw_bytes(var)).decode()
+        out[f"{var.path}/{key}"] = _inline(var)
     else:
         for index, (url, offset, length) in sorted(var.refs.items()):
             key = ".".join(map(str, index)) or "0"
@@ -129,12 +166,14 @@ def _variable_refs(var: Variable) -> dict[str, Any]:
     return out
 
 
-def _raw_bytes(var: Variable) -> bytes:
+def _inline(var: Variable) -> str:
     assert var.data is not None
-    return np.ascontiguousarray(var.data, dtype=np.dtype(var.dtype)).tobytes()
+    raw = np.ascontiguousarray(var.data, dtype=var.np_dtype).tobytes()
+    return "base64:" + base64.b64encode(raw).decode()
 
 
 def _json_fill(value: Any) -> Any:
+    """A fill value as Zarr v2 metadata spells it (non-finite floats as strings)."""
     if value is None:
         return None
     if isinstance(value, bytes):
@@ -151,6 +190,26 @@ def _json_fill(value: Any) -> Any:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(_jsonable(obj), sort_keys=True, allow_nan=False)
+
+
+def dumps_attrs(attrs: dict[str, Any]) -> str:
+    """Attributes as JSON, non-finite floats as the literals ``NaN``/``Infinity`` that
+    Python's and fsspec's readers accept, so they load back as floats, not strings."""
+    return json.dumps(_plain(attrs), sort_keys=True)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_plain(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    return obj
 
 
 def _jsonable(obj: Any) -> Any:
@@ -172,7 +231,9 @@ def write_manifest(manifest: Manifest, path: str | Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write through a temporary file and a rename, with the mode the umask gives."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -180,10 +241,17 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 whatever the umask
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -215,18 +283,25 @@ def from_kerchunk(doc: dict[str, Any], source: str = "") -> Manifest:
             continue
         var = variables[path]
         if isinstance(value, str):
-            var.data = _decode_inline(value, var)
+            var.data, var.virtual = _decode_inline(value, var), False
         else:
             index = tuple(int(i) for i in leaf.split(".")) if var.shape else ()
             url, offset, length = value
             var.refs[index] = (url, int(offset), int(length))
     for path, value in meta.get("storage_fill", {}).items():
-        variables[path].storage_fill = _decode_fill(value, np.dtype(variables[path].dtype))
+        variables[path].storage_fill = _decode_fill(value, variables[path].np_dtype)
+    for path, value in meta.get("values", {}).items():
+        variables[path].data = _decode_inline(value, variables[path])
+    for path, why in meta.get("undecodable", {}).items():
+        variables[path].undecodable = why
+    for path, types in meta.get("attr_types", {}).items():
+        variables[path].attr_types = types
     return Manifest(
         url=meta.get("source", source),
         variables=variables,
         group_attrs=groups,
         notes=list(meta.get("notes", [])),
+        group_attr_types=meta.get("group_attr_types", {}),
     )
 
 
@@ -236,7 +311,7 @@ def _read_variable(key: str, refs: dict[str, Any]) -> Variable:
     attrs = json.loads(refs.get(f"{path}/.zattrs", "{}"))
     dims = tuple(attrs.pop("_ARRAY_DIMENSIONS", []))
     fill = zarray.get("fill_value")
-    dtype = np.dtype(zarray["dtype"])
+    dtype = as_dtype(zarray["dtype"])
     if fill is not None:
         attrs["_FillValue"] = _decode_fill(fill, dtype)
     return Variable(
@@ -244,10 +319,11 @@ def _read_variable(key: str, refs: dict[str, Any]) -> Variable:
         dims=dims,
         shape=tuple(zarray["shape"]),
         chunks=tuple(zarray["chunks"]),
-        dtype=dtype.str,
+        dtype=dtype_str(dtype),
         attrs=attrs,
         filters=zarray.get("filters"),
         compressor=zarray.get("compressor"),
+        virtual=True,
     )
 
 
@@ -259,4 +335,4 @@ def _decode_fill(value: Any, dtype: np.dtype) -> Any:
 
 def _decode_inline(value: str, var: Variable) -> np.ndarray:
     raw = base64.b64decode(value[7:]) if value.startswith("base64:") else value.encode()
-    return np.frombuffer(raw, dtype=np.dtype(var.dtype)).reshape(var.shape).copy()
+    return np.frombuffer(raw, dtype=var.np_dtype).reshape(var.shape).copy()

@@ -10,8 +10,10 @@ from typing import Any
 
 import obstore
 from obspec_utils.readers import BlockStoreReader
+from obstore.exceptions import BaseError as ObstoreError
 
-from nc2ice.access import Access, AccessError, prefix_of
+from nc2ice.access import Access, prefix_of
+from nc2ice.errors import AccessError, ScanError
 from nc2ice.formats.hdf5 import scan_hdf5
 from nc2ice.formats.netcdf3 import scan_netcdf3
 from nc2ice.manifest import Manifest, write_manifest
@@ -20,10 +22,6 @@ log = logging.getLogger(__name__)
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 HDF5_USERBLOCK_OFFSETS = (0, 512, 1024, 2048, 4096)
-
-
-class ScanError(RuntimeError):
-    """A source that is not a readable netCDF/HDF5 file; the message names it."""
 
 
 @dataclass
@@ -74,13 +72,15 @@ def scan_file(url: str, access: Access, *, size: int | None = None, inline_limit
         if kind == "hdf5":
             return scan_hdf5(url, reader, inline_limit)
         return scan_netcdf3(url, reader, size, inline_limit)
+    # Faults of the file or its server become a ScanError (which `on_error: skip` may skip);
+    # anything else is a bug of ours and keeps its traceback.
     except (ScanError, AccessError) as exc:
         message = str(exc)  # AccessError already names the URL
         raise ScanError(message if message.startswith(url) else f"{url}: {message}") from exc
-    except OSError as exc:
+    except (ObstoreError, FileNotFoundError) as exc:
+        raise ScanError(access.error(url, exc).args[0]) from exc
+    except OSError as exc:  # h5py's error for a truncated or corrupt file, or a failed read
         raise ScanError(f"{url}: cannot read as {_kind_or_file(exc)} ({_first_line(exc)})") from exc
-    except Exception as exc:
-        raise ScanError(f"{url}: {type(exc).__name__}: {_first_line(exc)}") from exc
 
 
 def _first_bytes(reader: BlockStoreReader, store: Any, path: str) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import glob
 import hashlib
 import re
@@ -10,12 +9,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-import obstore
 import pandas as pd
+from obspec_utils.glob import glob_objects
 
-from nc2ice.access import Access, AccessError, local_path, normalize_url, prefix_of
+from nc2ice.access import Access, identity, local_path, prefix_of, referenceable_url
+from nc2ice.errors import AccessError
 from nc2ice.manifest import atomic_write_text
 
 COLUMNS = ["file_id", "url", "size", "etag", "last_modified", "error"]
@@ -37,39 +38,42 @@ def read_sources_file(path: str | Path) -> list[str]:
     return [s.strip() for s in lines if s.strip() and not s.strip().startswith("#")]
 
 
-def expand(patterns: list[str], access: Access) -> list[str]:
-    """URLs of every source, globs expanded, in the order given, without repeats."""
-    urls: list[str] = []
+def expand(patterns: list[str], access: Access) -> dict[str, dict[str, Any] | None]:
+    """Every source's URL, globs expanded, in the order given, without repeats; with its
+    size, ETag and Last-Modified where the listing already told them (None otherwise)."""
+    found: dict[str, dict[str, Any] | None] = {}
     for pattern in patterns:
-        found = _expand_one(pattern, access)
-        if not found:
+        matches = _expand_one(pattern, access)
+        if not matches:
             raise AccessError(f"{pattern}: matches no file")
-        urls.extend(found)
-    return list(dict.fromkeys(urls))
+        for url, meta in matches.items():
+            found.setdefault(url, meta)
+    return found
 
 
-def _expand_one(pattern: str, access: Access) -> list[str]:
-    url = normalize_url(pattern)
+def _expand_one(pattern: str, access: Access) -> dict[str, dict[str, Any] | None]:
+    url = referenceable_url(pattern)
     if not GLOB_CHARS.search(urlsplit(url).path):
-        return [url]
+        return {url: None}
     scheme = urlsplit(url).scheme
     if scheme == "file":
-        return [normalize_url(p) for p in sorted(glob.glob(str(local_path(url))))]
+        paths = sorted(glob.glob(str(local_path(url)), recursive=True))
+        return {f"file://{p}": access.head(f"file://{p}") for p in paths if Path(p).is_file()}
     if scheme == "s3":
         return _expand_s3(url, access)
     raise AccessError(f"{pattern}: globs work for local paths and s3:// only, not {scheme}://")
 
 
-def _expand_s3(url: str, access: Access) -> list[str]:
+def _expand_s3(url: str, access: Access) -> dict[str, dict[str, Any] | None]:
+    """Objects matching a glob, with their metadata from the listing itself (no HEAD each).
+    As for local paths, ``*`` stops at ``/`` and ``**`` crosses folders."""
     prefix = prefix_of(url)
-    path = access.path_in_store(url)
-    literal = GLOB_CHARS.split(path, maxsplit=1)[0].rpartition("/")[0]
     store = access.object_store(prefix)
     try:
-        listed = [m["path"] for batch in obstore.list(store, prefix=literal or None) for m in batch]
+        listed = list(glob_objects(store, access.path_in_store(url)))
     except Exception as exc:
-        raise AccessError(f"{url}: cannot list ({exc})") from exc
-    return [prefix + p for p in sorted(listed) if fnmatch.fnmatchcase(p, path)]
+        raise access.error(url, exc, "cannot list") from None
+    return {prefix + m["path"]: identity(m) for m in sorted(listed, key=lambda m: m["path"])}
 
 
 def file_ids(urls: list[str]) -> list[str]:
@@ -90,11 +94,16 @@ def _clean(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "file"
 
 
-def describe(urls: list[str], access: Access, *, workers: int, on_error: str) -> list[Source]:
-    """Size, ETag and Last-Modified of each source, fetched with at most ``workers`` at once."""
+def describe(
+    found: dict[str, dict[str, Any] | None], access: Access, *, workers: int, on_error: str
+) -> list[Source]:
+    """Each source with its size, ETag and Last-Modified: from the listing where it gave
+    them, else from a HEAD request, at most ``workers`` at once."""
 
     def head(pair: tuple[str, str]) -> Source:
         file_id, url = pair
+        if found[url] is not None:
+            return Source(file_id, url, **found[url])
         try:
             return Source(file_id, url, **access.head(url))
         except AccessError as exc:
@@ -102,6 +111,7 @@ def describe(urls: list[str], access: Access, *, workers: int, on_error: str) ->
                 raise
             return Source(file_id, url, error=str(exc).removeprefix(f"{url}: "))
 
+    urls = list(found)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return list(pool.map(head, zip(file_ids(urls), urls, strict=True)))
 

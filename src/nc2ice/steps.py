@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
-import icechunk
+import zarr
 
 from nc2ice import combine as combine_mod
 from nc2ice import commit as commit_mod
@@ -18,40 +17,12 @@ from nc2ice import scan as scan_mod
 from nc2ice import sources as sources_mod
 from nc2ice.access import Access, prefix_of
 from nc2ice.chunks import read_region
+from nc2ice.errors import CombineError, Nc2IceError, ScanError
+from nc2ice.logs import setup_logging
 from nc2ice.manifest import atomic_write_text, read_manifest
 from nc2ice.validate import validate
 
 log = logging.getLogger("nc2ice")
-
-
-def quiet_libraries() -> None:
-    """Icechunk warns on every open that local storage is not for concurrent commits (this
-    workflow commits each store from one job), and zarr that numcodecs are not in the v3
-    spec (they are what the source files use).  Neither tells a user anything."""
-    icechunk.set_logs_filter("error")
-    warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
-
-
-def setup_logging(logfile: str | None) -> None:
-    quiet_libraries()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if logfile:
-        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(logfile, mode="w"))
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        handlers=handlers,
-        force=True,
-    )
-
-
-KNOWN_ERRORS = (
-    scan_mod.ScanError,
-    combine_mod.CombineError,
-    config_mod.ConfigError,
-    sources_mod.AccessError,
-)
 
 
 def run(snakemake: Any, step: str) -> None:
@@ -59,7 +30,7 @@ def run(snakemake: Any, step: str) -> None:
     setup_logging(snakemake.log[0] if snakemake.log else None)
     try:
         STEPS[step](snakemake)
-    except KNOWN_ERRORS as exc:
+    except Nc2IceError as exc:
         log.error("%s", exc)
         sys.exit(1)
     except Exception:
@@ -77,9 +48,9 @@ def list_sources(config: dict[str, Any], dataset: str, out: str) -> None:
     patterns = list(ds.get("sources") or [])
     if ds.get("sources_file"):
         patterns += sources_mod.read_sources_file(ds["sources_file"])
-    urls = sources_mod.expand(patterns, access)
+    listed = sources_mod.expand(patterns, access)
     found = sources_mod.describe(
-        urls, access, workers=config["http"]["max_connections"], on_error=ds["on_error"]
+        listed, access, workers=config["http"]["max_connections"], on_error=ds["on_error"]
     )
     sources_mod.write_table(found, out)
     bad = [s for s in found if s.error]
@@ -94,13 +65,13 @@ def scan(config: dict[str, Any], dataset: str, file_id: str, sources_tsv: str, o
     access = Access.from_config(config)
     try:
         if source.error:
-            raise scan_mod.ScanError(f"{source.url}: {source.error}")
+            raise ScanError(f"{source.url}: {source.error}")
         scan_mod.scan_to_file(
             source.url, out, access, size=source.size or None, inline_limit=ds["inline_threshold"]
         )
-    except scan_mod.ScanError as exc:
+    except ScanError as exc:
         if ds["on_error"] != "skip":
-            raise
+            raise ScanError(f"{exc} (`on_error: skip` leaves such files out)") from exc
         log.warning("skipping %s", exc)
         reason = str(exc).removeprefix(f"{source.url}: ")
         write_json(
@@ -109,13 +80,23 @@ def scan(config: dict[str, Any], dataset: str, file_id: str, sources_tsv: str, o
 
 
 def commit(
-    config: dict[str, Any], dataset: str, sources_tsv: str, manifests: list[str], out: str
+    config: dict[str, Any],
+    dataset: str,
+    sources_tsv: str,
+    manifests: list[str],
+    out: str,
+    skipped_tsv: str,
 ) -> None:
     ds = config["datasets"][dataset]
     access = Access.from_config(config)
     table = {s.file_id: s for s in sources_mod.read_table(sources_tsv)}
     loaded, skipped, digests = _load_manifests(manifests, table)
-    _write_skipped(Path(out).with_name("skipped.tsv"), skipped, dataset)
+    _write_skipped(skipped_tsv, skipped, dataset)
+    if not loaded:
+        raise CombineError(
+            f"{dataset}: no file to combine: all {len(skipped)} files were skipped as "
+            f"unreadable; {skipped_tsv} lists them with the reasons"
+        )
     plan = combine_mod.combine(
         loaded,
         concat_dim=ds["concat_dim"],
@@ -123,18 +104,21 @@ def commit(
         drop_variables=ds["drop_variables"],
         on_chunk_mismatch=ds["on_chunk_mismatch"],
         max_materialized_fraction=ds["max_materialized_fraction"],
+        concat_order=ds["concat_order"],
         reader=lambda var: read_region(var, tuple(slice(0, n) for n in var.shape), access),
     )
     report = plan.report()
     store_url = config_mod.store_url(config, dataset)
-    inputs = {"manifests": digests, "dataset": ds, "store": store_url}
+    settings = config_mod.store_settings(ds)
+    inputs = {"manifests": digests, "dataset": settings, "store": store_url}
     metadata = {
         "dataset": dataset,
         "input_digest": commit_mod.input_digest(inputs),
         "sources": {f: {"url": table[f].url, "manifest_sha256": digests[f]} for f in plan.files},
-        "config": ds,
+        "config": settings,
         "versions": commit_mod.package_versions(),
         "report": {k: v for k, v in report.items() if k != "per_file"},
+        "attributes": commit_mod.attribute_types(plan),
     }
     last_modified = {table[f].url: table[f].last_modified for f in plan.files}
     snapshot, new = commit_mod.commit_plan(
@@ -222,13 +206,21 @@ def _log_report(dataset: str, report: dict[str, Any], skipped: list) -> None:
         log.info("%s: %s: %d bytes copied because %s", dataset, file_id, copied, "; ".join(why))
     for name, why in report["dropped_variables"].items():
         log.warning("%s: variable %r left out: %s", dataset, name, why)
+    for name, why in report["copied_variables"].items():
+        log.info("%s: variable %r copied into the store: %s", dataset, name, why)
+    for name, diff in report["dtype_differences"].items():
+        log.warning("%s: %r: %s", dataset, name, diff["why"])
     for note in report["notes"]:
         log.info("%s: %s", dataset, note)
 
 
-def validate_step(config: dict[str, Any], dataset: str, commit_json: str, out: str) -> None:
+def validate_step(
+    config: dict[str, Any], dataset: str, commit_json: str, out: str, connections: int
+) -> None:
     commit_doc = json.loads(Path(commit_json).read_text())
     ds = config["datasets"][dataset]
+    # Reading the store follows its references with Zarr's concurrency: keep to our share.
+    zarr.config.set({"async.concurrency": max(1, connections)})
     result = validate(commit_doc, Access.from_config(config), sample_chunks=ds["sample_chunks"])
     # Snakemake deletes the outputs of a failed job, so a failed report also goes beside it.
     failed = Path(out).with_suffix(".failed.json")
@@ -269,9 +261,14 @@ STEPS = {
         smk.wildcards.dataset,
         smk.input.sources,
         list(smk.input.manifests),
-        smk.output[0],
+        smk.output.record,
+        smk.output.skipped,
     ),
     "validate": lambda smk: validate_step(
-        smk.config, smk.wildcards.dataset, smk.input[0], smk.output[0]
+        smk.config,
+        smk.wildcards.dataset,
+        smk.input[0],
+        smk.output[0],
+        connections=int(smk.resources.get("http", 1)),
     ),
 }

@@ -3,7 +3,8 @@ rule commit:
         sources="results/{dataset}/sources.tsv",
         manifests=manifests,
     output:
-        "results/{dataset}/commit.json",
+        record="results/{dataset}/commit.json",
+        skipped="results/{dataset}/skipped.tsv",
     log:
         "results/{dataset}/logs/commit.log",
     conda:
@@ -11,7 +12,8 @@ rule commit:
     resources:
         http=1,
     params:
-        dataset=lambda wc: config["datasets"][wc.dataset],
+        # a changed setting recommits: Snakemake reruns jobs whose params changed
+        dataset=lambda wc: store_settings(config["datasets"][wc.dataset]),
         store=lambda wc: config["store"],
     script:
         "../scripts/commit.py"

@@ -1,4 +1,5 @@
 from nc2ice import config as nc2ice_config
+from nc2ice.config import store_settings
 
 config = nc2ice_config.validate(
     nc2ice_config.with_user_datasets(config, workflow.overwrite_configfiles),

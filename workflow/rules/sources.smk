@@ -16,13 +16,13 @@ checkpoint list_sources:
         "results/{dataset}/sources.tsv",
     log:
         "results/{dataset}/logs/list_sources.log",
-    params:
-        # a changed list of sources relists: Snakemake reruns jobs whose params changed
-        sources=lambda wc: config["datasets"][wc.dataset].get("sources"),
-        sources_file=lambda wc: config["datasets"][wc.dataset].get("sources_file"),
     conda:
         "../../environment.yml"
     resources:
         http=lambda wildcards: config["http"]["max_connections"],
+    params:
+        # a changed list of sources relists: Snakemake reruns jobs whose params changed
+        sources=lambda wc: config["datasets"][wc.dataset].get("sources"),
+        sources_file=lambda wc: config["datasets"][wc.dataset].get("sources_file"),
     script:
         "../scripts/list_sources.py"

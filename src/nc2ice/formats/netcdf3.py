@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from nc2ice.errors import ScanError
 from nc2ice.formats.policy import COORDINATE_CAP, bounds_names, should_load
 from nc2ice.manifest import Manifest, Variable
 
@@ -31,10 +32,14 @@ _DIMENSION, _VARIABLE, _ATTRIBUTE = 10, 11, 12
 class _Var:
     name: str
     dimids: list[int]
-    attrs: dict[str, Any]
+    attrs: tuple[dict[str, Any], dict[str, str]]
     dtype: np.dtype
     vsize: int
     begin: int
+
+
+class FormatError(ScanError):
+    """A netCDF3 header that does not follow the format: a corrupt or truncated file."""
 
 
 class _Header:
@@ -50,8 +55,14 @@ class _Header:
         n = struct.calcsize(fmt)
         data = self.f.read(n)
         if len(data) != n:
-            raise ValueError("the netCDF3 header ends early: the file is truncated")
+            raise FormatError("the netCDF3 header ends early: the file is truncated")
         return struct.unpack(fmt, data)[0]
+
+    def type(self) -> np.dtype:
+        code = self._unpack(">i")
+        if code not in self.types:
+            raise FormatError(f"corrupt netCDF3 header (unknown type code {code})")
+        return np.dtype(self.types[code])
 
     def count(self) -> int:
         return self._unpack(self.size_fmt)
@@ -63,30 +74,34 @@ class _Header:
 
     def listing(self, tag: int) -> int:
         found, n = self._unpack(">i"), self.count()
-        if found not in (0, tag):
-            raise ValueError(f"corrupt netCDF3 header (expected tag {tag}, found {found})")
+        if found not in (0, tag) or n < 0:
+            raise FormatError(f"corrupt netCDF3 header (expected tag {tag}, found {found})")
         return n
 
-    def attrs(self) -> dict[str, Any]:
-        out = {}
+    def attrs(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """Attribute values, and the numpy type of the numeric ones."""
+        out, types = {}, {}
         for _ in range(self.listing(_ATTRIBUTE)):
             name = self.name()
-            dtype = np.dtype(self.types[self._unpack(">i")])
+            dtype = self.type()
             n = self.count()
             nbytes = n * dtype.itemsize
             raw = self.f.read(nbytes + (-nbytes % 4))[:nbytes]
+            if len(raw) != nbytes:
+                raise FormatError("the netCDF3 header ends early: the file is truncated")
             if dtype.kind == "S":
                 out[name] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
             else:
                 values = np.frombuffer(raw, dtype=dtype)
                 out[name] = values[0].item() if n == 1 else values.tolist()
-        return out
+                types[name] = dtype.name
+        return out, types
 
 
 def scan_netcdf3(url: str, fileobj: BinaryIO, size: int, inline_limit: int) -> Manifest:
     h = _Header(fileobj)
     if h.version not in (1, 2, 5):
-        raise ValueError(f"unknown netCDF3 version byte {h.version}")
+        raise FormatError(f"unknown netCDF3 version byte {h.version}")
     numrecs = h.count()
     dims = [(h.name(), h.count()) for _ in range(h.listing(_DIMENSION))]
     global_attrs = h.attrs()
@@ -95,7 +110,7 @@ def scan_netcdf3(url: str, fileobj: BinaryIO, size: int, inline_limit: int) -> M
         name = h.name()
         dimids = [h.count() for _ in range(h.count())]
         attrs = h.attrs()
-        dtype = np.dtype(h.types[h._unpack(">i")])
+        dtype = h.type()
         vsize, begin = h.count(), h._unpack(h.offset_fmt)
         variables.append(_Var(name, dimids, attrs, dtype, vsize, begin))
 
@@ -108,7 +123,12 @@ def scan_netcdf3(url: str, fileobj: BinaryIO, size: int, inline_limit: int) -> M
         first = min((v.begin for v in record_vars), default=size)
         numrecs = (size - first) // recsize if recsize else 0
 
-    manifest = Manifest(url=url, variables={}, group_attrs={"": global_attrs})
+    manifest = Manifest(
+        url=url,
+        variables={},
+        group_attrs={"": global_attrs[0]},
+        group_attr_types={"": global_attrs[1]},
+    )
     for v in variables:
         is_record = v in record_vars
         shape = tuple(
@@ -120,7 +140,9 @@ def scan_netcdf3(url: str, fileobj: BinaryIO, size: int, inline_limit: int) -> M
             shape=shape,
             chunks=(1, *shape[1:]) if is_record else shape,
             dtype=v.dtype.str,
-            attrs=v.attrs,
+            attrs=v.attrs[0],
+            attr_types=v.attrs[1],
+            virtual=True,
         )
         nbytes = v.dtype.itemsize * math.prod(var.chunks)
         if is_record:
@@ -139,19 +161,21 @@ def scan_netcdf3(url: str, fileobj: BinaryIO, size: int, inline_limit: int) -> M
 def _check_within(url: str, var: Variable, size: int) -> None:
     for _, offset, length in var.refs.values():
         if offset + length > size:
-            raise ValueError(
+            raise FormatError(
                 f"truncated: variable {var.path!r} needs bytes up to {offset + length} "
                 f"but the file has {size}"
             )
 
 
 def _load_small(manifest: Manifest, f: BinaryIO, limit: int) -> None:
+    """Load coordinates, bounds and small variables (keeping their references), and
+    character arrays (which stay loaded only: they are text, not numbers)."""
     bounds = bounds_names(manifest.variables.values())
     for var in list(manifest.variables.values()):
-        small = should_load(var, bounds, limit)
-        if not (small or var.dtype.endswith("S1")):
+        is_text = var.dtype.endswith("S1")
+        if not (is_text or should_load(var, bounds, limit)):
             continue
-        if var.dtype.endswith("S1") and var.nbytes > COORDINATE_CAP:
+        if is_text and var.nbytes > COORDINATE_CAP:
             manifest.notes.append(f"left out {var.path!r}: a character array too large to load")
             del manifest.variables[var.path]
             continue
@@ -159,9 +183,9 @@ def _load_small(manifest: Manifest, f: BinaryIO, limit: int) -> None:
         for _, offset, length in sorted(var.refs.values(), key=lambda r: r[1]):
             f.seek(offset)
             parts.append(f.read(length))
-        raw = b"".join(parts)
         if not var.refs:
             var.data = np.full(var.shape, var.attrs.get("_FillValue", 0), dtype=var.dtype)
         else:
-            var.data = np.frombuffer(raw, dtype=var.dtype).reshape(var.shape).copy()
-        var.refs = {}
+            var.data = np.frombuffer(b"".join(parts), dtype=var.dtype).reshape(var.shape).copy()
+        if is_text:
+            var.refs, var.virtual = {}, False

@@ -1,0 +1,144 @@
+"""Defects of issue 6 that live below the workflow: each test failed before its fix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import archives
+import numpy as np
+import pytest
+
+from nc2ice import steps
+from nc2ice.access import Access, normalize_url, prefix_of
+from nc2ice.combine import combine
+from nc2ice.commit import commit_plan
+from nc2ice.errors import AccessError, CommitError, ScanError
+from nc2ice.manifest import Manifest, Variable, atomic_write_text
+from nc2ice.reading import open_store_dataset
+from nc2ice.scan import scan_file
+
+
+def _manifest(i: int, url: str) -> tuple[str, Manifest]:
+    time = Variable(
+        "time",
+        ("time",),
+        (2,),
+        (2,),
+        "<f8",
+        {"units": "days since 2000-01-01"},
+        data=np.array([2.0 * i, 2.0 * i + 1]),
+    )
+    tas = Variable(
+        "tas",
+        ("time",),
+        (2,),
+        (1,),
+        "<f4",
+        {},
+        virtual=True,
+        refs={(0,): (url, 0, 4), (1,): (url, 4, 4)},
+    )
+    return f"f{i}", Manifest(url, {"time": time, "tas": tas}, {"": {}})
+
+
+def test_a_refused_reference_stops_the_commit_and_leaves_no_new_store(tmp_path):
+    url = "http://127.0.0.1:8080/x.nc"  # Icechunk 1.x drops the port: no container matches
+    plan = combine([_manifest(0, url)], concat_dim="time")
+    store = normalize_url(str(tmp_path / "store.icechunk"))
+    with pytest.raises(CommitError) as err:
+        commit_plan(
+            plan,
+            store_url=store,
+            access=Access(),
+            prefixes=[prefix_of(url)],
+            message="m",
+            metadata={"input_digest": "x"},
+            checksums={},
+        )
+    assert "'tas'" in str(err.value) and "(0,)" in str(err.value) and url in str(err.value)
+    assert not (tmp_path / "store.icechunk").exists()
+
+
+def test_on_error_skip_skips_bad_files_but_not_bugs(tmp_path, monkeypatch):
+    files = archives.clean(tmp_path / "src", years=(2000,))
+    config = {"datasets": {"d": {"on_error": "skip", "inline_threshold": 0}}, "http": {}}
+    tsv = tmp_path / "sources.tsv"
+    tsv.write_text(
+        f"file_id\turl\tsize\tetag\tlast_modified\terror\ntas_2000\t{normalize_url(str(files[0]))}\t0\t\t\t\n"
+    )
+
+    def bug(*args, **kwargs):
+        raise TypeError("a bug in the scanner")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("nc2ice.scan.scan_hdf5", bug)
+        with pytest.raises(TypeError, match="a bug in the scanner"):
+            steps.scan(config, "d", "tas_2000", str(tsv), str(tmp_path / "m.json"))
+    assert not (tmp_path / "m.json").exists()
+
+    (tmp_path / "src" / "tas_2000.nc").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    steps.scan(config, "d", "tas_2000", str(tsv), str(tmp_path / "m.json"))  # a bad file
+    assert "skipped" in (tmp_path / "m.json").read_text()
+
+
+def test_unreadable_files_say_so_and_point_at_on_error_skip(tmp_path):
+    missing = normalize_url(str(tmp_path / "gone.nc"))
+    with pytest.raises(AccessError, match="gone.nc: cannot read \\(no such file\\)"):
+        Access().head(missing)
+    bad = tmp_path / "bad.nc"
+    bad.write_bytes(b"not a netCDF file at all")
+    config = {"datasets": {"d": {"on_error": "fail", "inline_threshold": 0}}, "http": {}}
+    tsv = tmp_path / "sources.tsv"
+    tsv.write_text(
+        f"file_id\turl\tsize\tetag\tlast_modified\terror\nbad\t{normalize_url(str(bad))}\t24\t\t\t\n"
+    )
+    with pytest.raises(ScanError, match="on_error: skip"):
+        steps.scan(config, "d", "bad", str(tsv), str(tmp_path / "m.json"))
+
+
+def test_outputs_honour_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "x.json", "{}")
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "x.json").stat().st_mode & 0o777) == "0o644"
+
+
+def test_reading_helpers_take_a_plain_path_and_print_no_library_warnings(tmp_path, monkeypatch):
+    files = archives.clean(tmp_path / "src", years=(2000, 2001))
+    urls = [normalize_url(str(f)) for f in files]
+    manifests = [(f.stem, scan_file(u, Access(), inline_limit=0)) for f, u in zip(files, urls)]
+    commit_plan(
+        combine(manifests, concat_dim="time"),
+        store_url=normalize_url(str(tmp_path / "s.icechunk")),
+        access=Access(),
+        prefixes=[prefix_of(urls[0])],
+        message="m",
+        metadata={"input_digest": "x"},
+        checksums={},
+    )
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = open_store_dataset("s.icechunk")
+        assert float(ds.tas.mean()) > 200
+    assert not caught, [str(w.message) for w in caught]
+
+
+def test_error_types_live_where_every_module_can_import_them():
+    code = "import sys, nc2ice.encoding; print('nc2ice.combine' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_help_is_plain_text():
+    out = subprocess.run(
+        [sys.executable, "-c", "from nc2ice.cli import main; main(['--help'])"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "nc2ice show" in out and "``" not in out
