@@ -11,7 +11,6 @@ import archives
 import numpy as np
 import pytest
 
-from nc2ice import steps
 from nc2ice.access import Access, normalize_url, prefix_of
 from nc2ice.combine import combine
 from nc2ice.commit import commit_plan
@@ -62,13 +61,31 @@ def test_a_refused_reference_stops_the_commit_and_leaves_no_new_store(tmp_path):
     assert not (tmp_path / "store.icechunk").exists()
 
 
+def _batch(tmp_path, files, on_error):
+    from nc2ice.sources import Source
+
+    config = {"datasets": {"d": {"on_error": on_error, "inline_threshold": 0}}}
+    sources = [Source(f.stem, normalize_url(str(f))) for f in files]
+    return lambda: steps_scan(sources, tmp_path / "m", config["datasets"]["d"])
+
+
+def steps_scan(sources, folder, ds):
+    from nc2ice.scan import scan_batch
+
+    return scan_batch(
+        sources,
+        folder,
+        Access(),
+        inline_limit=0,
+        connections=2,
+        head_bytes=1024,
+        on_error=ds["on_error"],
+    )
+
+
 def test_on_error_skip_skips_bad_files_but_not_bugs(tmp_path, monkeypatch):
     files = archives.clean(tmp_path / "src", years=(2000,))
-    config = {"datasets": {"d": {"on_error": "skip", "inline_threshold": 0}}, "http": {}}
-    tsv = tmp_path / "sources.tsv"
-    tsv.write_text(
-        f"file_id\turl\tsize\tetag\tlast_modified\terror\ntas_2000\t{normalize_url(str(files[0]))}\t0\t\t\t\n"
-    )
+    scan = _batch(tmp_path, files, "skip")
 
     def bug(*args, **kwargs):
         raise TypeError("a bug in the scanner")
@@ -76,12 +93,12 @@ def test_on_error_skip_skips_bad_files_but_not_bugs(tmp_path, monkeypatch):
     with monkeypatch.context() as patched:
         patched.setattr("nc2ice.scan.scan_hdf5", bug)
         with pytest.raises(TypeError, match="a bug in the scanner"):
-            steps.scan(config, "d", "tas_2000", str(tsv), str(tmp_path / "m.json"))
-    assert not (tmp_path / "m.json").exists()
+            scan()
+    assert not list((tmp_path / "m").glob("*.json"))
 
-    (tmp_path / "src" / "tas_2000.nc").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
-    steps.scan(config, "d", "tas_2000", str(tsv), str(tmp_path / "m.json"))  # a bad file
-    assert "skipped" in (tmp_path / "m.json").read_text()
+    files[0].write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # a bad file is skipped
+    (row,) = scan()
+    assert "truncated or corrupt" in row.skipped and not row.manifest
 
 
 def test_unreadable_files_say_so_and_point_at_on_error_skip(tmp_path):
@@ -90,13 +107,8 @@ def test_unreadable_files_say_so_and_point_at_on_error_skip(tmp_path):
         Access().head(missing)
     bad = tmp_path / "bad.nc"
     bad.write_bytes(b"not a netCDF file at all")
-    config = {"datasets": {"d": {"on_error": "fail", "inline_threshold": 0}}, "http": {}}
-    tsv = tmp_path / "sources.tsv"
-    tsv.write_text(
-        f"file_id\turl\tsize\tetag\tlast_modified\terror\nbad\t{normalize_url(str(bad))}\t24\t\t\t\n"
-    )
-    with pytest.raises(ScanError, match="on_error: skip"):
-        steps.scan(config, "d", "bad", str(tsv), str(tmp_path / "m.json"))
+    with pytest.raises(ScanError, match="not a netCDF or HDF5 file.*on_error: skip"):
+        _batch(tmp_path, [bad], "fail")()
 
 
 def test_outputs_honour_the_umask(tmp_path):

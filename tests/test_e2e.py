@@ -22,7 +22,7 @@ def test_local_files(tmp_path):
     assert "Warning" not in first.stderr and "Shell command" not in first.stderr
     results = tmp_path / "run" / "results" / "tas"
     outputs = ["sources.tsv", "commit.json", "validation.json", "skipped.tsv"]
-    outputs += [str(p.relative_to(results)) for p in results.glob("manifests/*.json")]
+    outputs += [str(p.relative_to(results)) for p in results.glob("manifests/**/*.*")]
     assert {oct((results / o).stat().st_mode & 0o777) for o in outputs} == {"0o644"}
     record = commit_record(tmp_path / "run", "tas")
     assert record["report"]["copied_bytes"] == 0
@@ -30,16 +30,18 @@ def test_local_files(tmp_path):
     out = read_back_in_new_process(record["store"], files, [f"file://{tmp_path / 'archive'}/"])
     assert "READ BACK OK" in out
 
-    # A rerun has nothing to do; a forced commit of the same inputs makes no new snapshot.
+    # A rerun asks the sources, finds nothing changed, and does nothing else; a forced
+    # commit of the same inputs makes no new snapshot.
     again = run_workflow(tmp_path / "run", config)
-    assert "Nothing to be done" in again.stdout + again.stderr
+    assert "tas: nothing changed" in again.stderr
+    assert "rule scan" not in again.stderr and "rule commit" not in again.stderr
     run_workflow(tmp_path / "run", config, "--forcerun", "commit")
     assert commit_record(tmp_path / "run", "tas")["snapshot"] == record["snapshot"]
     assert commit_record(tmp_path / "run", "tas")["new_commit"] is False
     # Checking more chunks reruns the validation, and only that.
     config["datasets"]["tas"]["sample_chunks"] = 9
-    plan = run_workflow(tmp_path / "run", config, "--dry-run").stdout
-    assert "validate" in plan and "commit " not in plan and "scan" not in plan
+    ran = run_workflow(tmp_path / "run", config).stderr
+    assert "rule validate" in ran and "rule commit" not in ran and "rule scan" not in ran
 
 
 def test_when_every_file_is_skipped_the_run_says_so(tmp_path):
@@ -146,7 +148,7 @@ def test_bad_http_sources_fail_naming_the_url(tmp_path, http_server, http_root, 
     proc = run_workflow(tmp_path / "run", config, check=False)
     assert proc.returncode != 0
     assert url in proc.stderr and expected in proc.stderr, proc.stderr[-3000:]
-    assert not list((tmp_path / "run" / "results" / "bad" / "manifests").glob("*.json"))
+    assert not list((tmp_path / "run" / "results" / "bad" / "manifests").glob("**/*.json"))
     assert not (tmp_path / "s").exists()
 
 

@@ -8,8 +8,15 @@ import xarray as xr
 from archives import COMPRESSED, monthly, write
 
 from nc2ice.access import Access, normalize_url
-from nc2ice.manifest import Manifest, Variable, from_kerchunk, read_manifest, to_kerchunk
-from nc2ice.scan import scan_to_file
+from nc2ice.manifest import (
+    Manifest,
+    Variable,
+    from_kerchunk,
+    read_manifest,
+    to_kerchunk,
+    write_manifest,
+)
+from nc2ice.scan import scan_file
 
 
 def test_round_trip_keeps_refs_inline_values_and_attributes():
@@ -53,7 +60,9 @@ def test_a_manifest_opens_on_its_own_with_the_kerchunk_engine(tmp_path, fmt):
     src = write(
         monthly(2000), tmp_path / "a.nc", fmt=fmt, tas=COMPRESSED if fmt == "NETCDF4" else None
     )
-    scan_to_file(normalize_url(str(src)), tmp_path / "a.json", Access(), inline_limit=0)
+    write_manifest(
+        scan_file(normalize_url(str(src)), Access(), inline_limit=0), tmp_path / "a.json"
+    )
     manifest = read_manifest(tmp_path / "a.json")
     assert manifest.variables["tas"].refs and not manifest.variables["tas"].loaded
     assert manifest.variables["time"].loaded and manifest.variables["time_bnds"].loaded

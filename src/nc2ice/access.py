@@ -95,6 +95,17 @@ class Access:
     timeout_s: int = 60
     retries: int = 5
 
+    def server(self, url: str) -> str | None:
+        """The server a URL's bytes come from (a web host, or the S3 endpoint), whose
+        connections `http.max_connections` caps; None for local files."""
+        parts = urlsplit(normalize_url(url))
+        if parts.scheme in ("http", "https"):
+            return parts.netloc
+        if parts.scheme == "s3":
+            endpoint = self.s3.endpoint_url
+            return urlsplit(endpoint).netloc if endpoint else "s3.amazonaws.com"
+        return None
+
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Access:
         s3 = S3Options(**config.get("s3", {}))
@@ -253,7 +264,7 @@ def identity(meta: Any) -> dict[str, Any]:
     modified = meta.get("last_modified")
     return {
         "size": int(meta["size"]),
-        "etag": (meta.get("e_tag") or "").strip('"'),
+        "etag": meta.get("e_tag") or "",  # as the server sends it: If-Match compares it
         "last_modified": modified.isoformat() if modified else "",
     }
 

@@ -75,7 +75,7 @@ def commit_plan(
     prefixes: list[str],
     message: str,
     metadata: dict[str, Any],
-    checksums: dict[str, datetime],
+    checksums: dict[str, str | datetime],
 ) -> tuple[str, bool]:
     """Write ``plan`` and commit; return the snapshot id and whether a new commit was made.
 
@@ -167,7 +167,7 @@ def _set_references(store, path: str, refs, checksums) -> None:
             location=url,
             offset=offset,
             length=length,
-            last_updated_at_checksum=checksums.get(url),
+            **_checksum(url, checksums),
         )
         for index, (url, offset, length) in refs.items()
     ]
@@ -181,6 +181,13 @@ def _set_references(store, path: str, refs, checksums) -> None:
             f"Icechunk refused {len(refused)} reference(s) of {path!r}, e.g. chunk {index} "
             f"in {url}: no virtual chunk container of the repository matches that URL"
         )
+
+
+def _checksum(url: str, checksums: dict[str, str | datetime]) -> dict[str, Any]:
+    value = checksums.get(url)
+    if isinstance(value, str):
+        return {"etag_checksum": value}
+    return {"last_updated_at_checksum": value}
 
 
 def attribute_types(plan: Plan) -> dict[str, dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -38,3 +39,33 @@ def setup_logging(logfile: str | None) -> None:
         handlers=handlers,
         force=True,
     )
+
+
+class Progress:
+    """Logs "done of total, rate, time left" at most every ``every`` seconds."""
+
+    def __init__(self, what: str, total: int, every: float = 10.0):
+        self.what, self.total, self.every = what, total, every
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        total = total or self.total
+        now = time.monotonic()
+        if now - self.last < self.every and done < total:
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        left = (total - done) / rate if rate else float("inf")
+        logging.getLogger("nc2ice").info(
+            "%s %d of %d (%.1f/s, about %s left)", self.what, done, total, rate, _duration(left)
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "?"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -106,6 +106,14 @@ class Manifest:
     group_attrs: dict[str, dict[str, Any]]  # "" is the root group
     notes: list[str] = field(default_factory=list)  # what the scan loaded or left out, and why
     group_attr_types: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The version of the file that was scanned (size, ETag, Last-Modified) and how it was
+    # scanned (settings, requests, bytes): a rerun reuses a manifest whose file is unchanged.
+    identity: dict[str, Any] = field(default_factory=dict)
+    scan: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def references(self) -> int:
+        return sum(len(v.refs) for v in self.variables.values())
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -119,7 +127,12 @@ def to_kerchunk(manifest: Manifest) -> dict[str, Any]:
         refs[f"{prefix}.zattrs"] = dumps_attrs(attrs)
     for var in manifest.variables.values():
         refs.update(_variable_refs(var))
-    meta: dict[str, Any] = {"source": manifest.url, "notes": manifest.notes}
+    meta: dict[str, Any] = {
+        "source": manifest.url,
+        "notes": manifest.notes,
+        "identity": manifest.identity,
+        "scan": manifest.scan,
+    }
     variables = manifest.variables.values()
     sections = {
         # kerchunk readers ignore this section; these load back here
@@ -257,6 +270,11 @@ def _umask() -> int:
 # -- reading ---------------------------------------------------------------------------------
 
 
+def read_manifest_meta(raw: bytes) -> dict[str, Any]:
+    """The manifest's own section (identity, scan settings and cost) from its bytes."""
+    return json.loads(raw).get("nc2ice", {})
+
+
 def read_manifest(path: str | Path) -> Manifest:
     doc = json.loads(Path(path).read_text())
     if doc.get("version") != 1 or "refs" not in doc:
@@ -302,6 +320,8 @@ def from_kerchunk(doc: dict[str, Any], source: str = "") -> Manifest:
         group_attrs=groups,
         notes=list(meta.get("notes", [])),
         group_attr_types=meta.get("group_attr_types", {}),
+        identity=meta.get("identity", {}),
+        scan=meta.get("scan", {}),
     )
 
 

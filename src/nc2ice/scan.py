@@ -1,39 +1,40 @@
-"""Scan one source file into a manifest: sniff the format, parse the layout, write atomically."""
+"""Scanning source files into manifests: one file, or a batch of files at once.
+
+A batch scan keeps up to ``connections`` files in flight: requests run in threads, while
+the parsing (CPU, and h5py's global lock) runs in the calling thread on bytes already
+fetched.  A parse that needs bytes beyond those raises ``NeedBytes``; the bytes are fetched
+in a thread and the file is parsed again (parsing is cheap, waiting is not).  Local files
+are opened by path.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import obstore
-from obspec_utils.readers import BlockStoreReader
+import pandas as pd
 from obstore.exceptions import BaseError as ObstoreError
 
-from nc2ice.access import Access, prefix_of
+from nc2ice.access import Access, local_path, prefix_of
 from nc2ice.errors import AccessError, ScanError
 from nc2ice.formats.hdf5 import scan_hdf5
 from nc2ice.formats.netcdf3 import scan_netcdf3
-from nc2ice.manifest import Manifest, write_manifest
+from nc2ice.manifest import Manifest, atomic_write_text, read_manifest_meta, write_manifest
+from nc2ice.reader import NeedBytes, SourceReader
+from nc2ice.sources import Source
 
 log = logging.getLogger(__name__)
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 HDF5_USERBLOCK_OFFSETS = (0, 512, 1024, 2048, 4096)
-
-
-@dataclass
-class ScanResult:
-    url: str
-    path: str
-    variables: int
-    chunks: int
-    loaded: int
-    digest: str
-    seconds: float
-    notes: list[str]
+MAX_ROUNDS = 6  # then a file's parse fetches what it needs itself
 
 
 def sniff(head: bytes, later: dict[int, bytes] | None = None) -> str:
@@ -54,49 +55,116 @@ def sniff(head: bytes, later: dict[int, bytes] | None = None) -> str:
     raise ScanError(f"not a netCDF or HDF5 file (starts {head[:16]!r})")
 
 
-def scan_file(url: str, access: Access, *, size: int | None = None, inline_limit: int) -> Manifest:
+# -- one file -------------------------------------------------------------------------------
+
+
+@dataclass
+class Opened:
+    """A source ready to parse: a local path, or a remote reader holding its head."""
+
+    url: str
+    path: Path | None = None
+    reader: SourceReader | None = None
+
+    def cost(self) -> dict[str, int]:
+        if self.reader is None:
+            return {"requests": 0, "bytes_read": 0}
+        return {"requests": self.reader.requests, "bytes_read": self.reader.bytes_read}
+
+
+def open_source(url: str, access: Access, head_bytes: int) -> Opened:
+    """Make a source ready to parse; for a remote one, fetch its head (one request)."""
+    if url.startswith("file://"):
+        return Opened(url, path=local_path(url))
     store = access.object_store(prefix_of(url))
-    path = access.path_in_store(url)
+    reader = SourceReader(store, access.path_in_store(url), head_bytes=head_bytes)
     try:
-        size = access.head(url)["size"] if size is None else size
-        reader = BlockStoreReader(store, path, block_size=1 << 20)
-        head = _first_bytes(reader, store, path) if size else b""
-        later = {}
-        if not head.startswith(HDF5_MAGIC) and size > 512:
-            for offset in HDF5_USERBLOCK_OFFSETS[1:]:
-                if offset + 8 <= size:
-                    reader.seek(offset)
-                    later[offset] = reader.read(8)
-        kind = sniff(head, later)
-        reader.seek(0)
-        if kind == "hdf5":
-            return scan_hdf5(url, reader, inline_limit)
-        return scan_netcdf3(url, reader, size, inline_limit)
-    # Faults of the file or its server become a ScanError (which `on_error: skip` may skip);
-    # anything else is a bug of ours and keeps its traceback.
-    except (ScanError, AccessError) as exc:
-        message = str(exc)  # AccessError already names the URL
-        raise ScanError(message if message.startswith(url) else f"{url}: {message}") from exc
-    except (ObstoreError, FileNotFoundError) as exc:
-        raise ScanError(access.error(url, exc).args[0]) from exc
-    except OSError as exc:  # h5py's error for a truncated or corrupt file, or a failed read
-        raise ScanError(f"{url}: cannot read as {_kind_or_file(exc)} ({_first_line(exc)})") from exc
-
-
-def _first_bytes(reader: BlockStoreReader, store: Any, path: str) -> bytes:
-    try:
-        return reader.read(8)
+        reader.fetch_head()
     except Exception as exc:
-        if "Range request not supported" not in str(exc):
-            raise
+        if "Range request not supported" in str(exc):
+            _refuse_rangeless(url, store, access)
+        raise
+    return Opened(url, reader=reader)
+
+
+def _refuse_rangeless(url: str, store: Any, access: Access) -> None:
     # A server that ignores Range often sends an error page; say what it sent.
-    head = bytes(next(iter(obstore.get(store, path).stream(min_chunk_size=64)), b""))[:64]
-    sniff(head)
+    head = bytes(next(iter(obstore.get(store, access.path_in_store(url)).stream(64)), b""))
+    sniff(head[:64])
     raise ScanError("the server does not answer HTTP Range requests, which reading needs")
 
 
-def _kind_or_file(exc: BaseException) -> str:
-    return "HDF5 (truncated or corrupt?)" if "signature" not in str(exc) else "HDF5"
+def parse(opened: Opened, inline_limit: int) -> Manifest:
+    """The manifest of an opened source; NeedBytes when a remote parse needs more bytes."""
+    if opened.path is not None:
+        with opened.path.open("rb") as f:
+            kind = _kind(f)
+            size = opened.path.stat().st_size
+        if kind == "hdf5":
+            return scan_hdf5(opened.url, str(opened.path), inline_limit)
+        with opened.path.open("rb") as f:
+            return scan_netcdf3(opened.url, f, size, inline_limit)
+    reader = opened.reader
+    assert reader is not None
+    reader.seek(0)
+    kind = _kind(reader)
+    reader.seek(0)
+    if kind == "hdf5":
+        return scan_hdf5(opened.url, reader, inline_limit)
+    return scan_netcdf3(opened.url, reader, reader.length(), inline_limit)
+
+
+def _kind(f: Any) -> str:
+    head = f.read(8)
+    later = {}
+    if not head.startswith(HDF5_MAGIC) and head:
+        for offset in HDF5_USERBLOCK_OFFSETS[1:]:
+            f.seek(offset)
+            block = f.read(8)
+            if len(block) < 8:
+                break
+            later[offset] = block
+    return sniff(head, later)
+
+
+def scan_file(
+    url: str, access: Access, *, inline_limit: int, head_bytes: int = 256 << 10
+) -> Manifest:
+    """One file's manifest, fetching as the parse goes (tests and one-off use)."""
+    with _as_scan_error(url, access):
+        opened = open_source(url, access, head_bytes)
+        manifest = parse(opened, inline_limit)
+        manifest.identity = _identity(opened, access)
+    return manifest
+
+
+def _identity(opened: Opened, access: Access) -> dict[str, Any]:
+    return dict(opened.reader.meta) if opened.reader else access.head(opened.url)
+
+
+class _as_scan_error:  # noqa: N801 - used as a context manager
+    """Faults of the file or its server become a ScanError (which `on_error: skip` may
+    skip); anything else is a bug of ours and keeps its traceback."""
+
+    def __init__(self, url: str, access: Access):
+        self.url, self.access = url, access
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is None or isinstance(exc, NeedBytes):
+            return False
+        url = self.url
+        if isinstance(exc, (ScanError, AccessError)):
+            message = str(exc)  # AccessError already names the URL
+            raise ScanError(message if message.startswith(url) else f"{url}: {message}") from exc
+        if isinstance(exc, (ObstoreError, FileNotFoundError)):
+            raise ScanError(self.access.error(url, exc).args[0]) from exc
+        if isinstance(exc, OSError):  # h5py's error for a truncated or corrupt file
+            kind_ = "HDF5" if "signature" in str(exc) else "HDF5 (truncated or corrupt?)"
+            raise ScanError(f"{url}: cannot read as {kind_} ({_first_line(exc)})") from exc
+        return False
 
 
 def _first_line(exc: BaseException) -> str:
@@ -104,30 +172,201 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def scan_to_file(
-    url: str, out: str | Path, access: Access, *, size: int | None = None, inline_limit: int
-) -> ScanResult:
-    start = time.perf_counter()
-    manifest = scan_file(url, access, size=size, inline_limit=inline_limit)
-    digest = write_manifest(manifest, out)
-    result = ScanResult(
-        url=url,
-        path=str(out),
-        variables=len(manifest.variables),
-        chunks=sum(len(v.refs) for v in manifest.variables.values()),
-        loaded=sum(v.loaded for v in manifest.variables.values()),
-        digest=digest,
-        seconds=time.perf_counter() - start,
-        notes=manifest.notes,
+# -- a batch ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Scanned:
+    """One row of a batch's index: a file, its manifest, and what the scan cost."""
+
+    file_id: str
+    url: str
+    size: int = 0
+    etag: str = ""
+    last_modified: str = ""
+    manifest: str = ""
+    sha256: str = ""
+    variables: int = 0
+    references: int = 0
+    requests: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+    reused: bool = False
+    skipped: str = ""
+
+
+def scan_batch(
+    sources: list[Source],
+    folder: Path,
+    access: Access,
+    *,
+    inline_limit: int,
+    connections: int,
+    head_bytes: int,
+    on_error: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Scanned]:
+    """Scan a batch into ``folder`` (one manifest per file), reusing the manifests of files
+    that did not change, with up to ``connections`` files in flight."""
+    settings = {"inline_threshold": inline_limit}
+    results: dict[str, Scanned] = {}
+    todo = []
+    for source in sources:
+        path = folder / f"{source.file_id}.json"
+        reused = _reusable(source, path, settings)
+        if reused is not None:
+            results[source.file_id] = reused
+        elif source.error:
+            results[source.file_id] = _skipped(source, source.error, on_error)
+        else:
+            todo.append(source)
+    _remove_strays(folder, {s.file_id for s in sources})
+    if todo:
+        options = (settings, connections, head_bytes, on_error, progress)
+        results.update(_scan_all(todo, folder, access, *options))
+    return [results[s.file_id] for s in sources]
+
+
+def _reusable(source: Source, path: Path, settings: dict[str, Any]) -> Scanned | None:
+    """The index row of a manifest still current for this version of the file, or None."""
+    if not path.exists():
+        return None
+    raw = path.read_bytes()
+    meta = read_manifest_meta(raw)
+    if meta.get("scan", {}).get("settings") != settings:
+        return None
+    if not same_version(source, meta.get("identity", {})):
+        return None
+    stats = meta["scan"]
+    identity = meta["identity"]
+    return Scanned(
+        file_id=source.file_id,
+        url=source.url,
+        size=int(identity.get("size", 0)),
+        etag=identity.get("etag", ""),
+        last_modified=identity.get("last_modified", ""),
+        manifest=path.name,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        variables=stats.get("variables", 0),
+        references=stats.get("references", 0),
+        reused=True,
     )
-    log.info(
-        "%s: %d variables (%d loaded), %d chunk references, %.2f s",
-        url,
-        result.variables,
-        result.loaded,
-        result.chunks,
-        result.seconds,
+
+
+def same_version(source: Source, identity: dict[str, Any]) -> bool:
+    """Whether a listing and a scan saw the same version of a file (fields both know)."""
+    pairs = [
+        (source.etag, identity.get("etag", "")),
+        (source.last_modified, identity.get("last_modified", "")),
+        (source.size, identity.get("size", 0)),
+    ]
+    known = [(a, b) for a, b in pairs if a and b]
+    return bool(known) and all(a == b for a, b in known)
+
+
+def _skipped(source: Source, reason: str, on_error: str) -> Scanned:
+    if on_error != "skip":
+        raise ScanError(f"{source.url}: {reason} (`on_error: skip` leaves such files out)")
+    log.warning("skipping %s: %s", source.url, reason)
+    return Scanned(source.file_id, source.url, skipped=reason)
+
+
+def _remove_strays(folder: Path, keep: set[str]) -> None:
+    """Manifests of files no longer in the batch, and temporary files of a killed run."""
+    if not folder.exists():
+        return
+    for path in folder.iterdir():
+        if path.name.startswith(".") or (path.suffix == ".json" and path.stem not in keep):
+            path.unlink(missing_ok=True)
+
+
+def _scan_all(todo, folder, access, settings, connections, head_bytes, on_error, progress):
+    results: dict[str, Scanned] = {}
+    started = {s.file_id: time.perf_counter() for s in todo}
+    rounds: dict[str, int] = {}
+    with ThreadPoolExecutor(max_workers=max(1, connections)) as pool:
+        pending: dict[Future, Source] = {
+            pool.submit(open_source, s.url, access, head_bytes): s for s in todo
+        }
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                source = pending.pop(future)
+                try:
+                    with _as_scan_error(source.url, access):
+                        opened = future.result()
+                        rounds[source.file_id] = rounds.get(source.file_id, 0) + 1
+                        if opened.reader is not None:
+                            opened.reader.may_fetch = rounds[source.file_id] > MAX_ROUNDS
+                        manifest = parse(opened, settings["inline_threshold"])
+                except NeedBytes as need:
+                    pending[pool.submit(_refetch, opened, need)] = source
+                    continue
+                except ScanError as exc:
+                    reason = str(exc).removeprefix(f"{source.url}: ")
+                    results[source.file_id] = _skipped(source, reason, on_error)
+                    continue
+                seconds = time.perf_counter() - started[source.file_id]
+                row = _write(manifest, opened, source, folder, settings, seconds, access)
+                results[source.file_id] = row
+                if progress:
+                    progress(len(results), len(todo))
+    return results
+
+
+def _refetch(opened: Opened, need: NeedBytes) -> Opened:
+    need.fetch()
+    return opened
+
+
+def _write(manifest, opened, source, folder: Path, settings, seconds, access) -> Scanned:
+    identity = _identity(opened, access)
+    cost = opened.cost()
+    manifest.identity = identity
+    manifest.scan = {
+        "settings": settings,
+        "variables": len(manifest.variables),
+        "references": manifest.references,
+        **cost,
+    }
+    path = folder / f"{source.file_id}.json"
+    digest = write_manifest(manifest, path)
+    row = Scanned(
+        file_id=source.file_id,
+        url=source.url,
+        manifest=path.name,
+        sha256=digest,
+        variables=len(manifest.variables),
+        references=manifest.references,
+        seconds=round(seconds, 4),
+        **identity,
+        **cost,
     )
     for note in manifest.notes:
-        log.warning("%s: %s", url, note)
-    return result
+        log.info("%s: %s", source.file_id, note)
+    return row
+
+
+def write_index(rows: list[Scanned], path: str | Path) -> None:
+    frame = pd.DataFrame([asdict(r) for r in rows], columns=[f.name for f in fields(Scanned)])
+    atomic_write_text(Path(path), frame.to_csv(sep="\t", index=False))
+
+
+def read_index(path: str | Path) -> list[Scanned]:
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    types = {f.name: f.type for f in fields(Scanned)}
+    rows = []
+    for record in frame.to_dict("records"):
+        values = {k: _typed(v, types[k]) for k, v in record.items() if k in types}
+        rows.append(Scanned(**values))
+    return rows
+
+
+def _typed(value: str, kind: str) -> Any:
+    if kind == "int":
+        return int(value or 0)
+    if kind == "float":
+        return float(value or 0)
+    if kind == "bool":
+        return value == "True"
+    return value

@@ -19,7 +19,7 @@ from nc2ice.access import Access, identity, local_path, prefix_of, referenceable
 from nc2ice.errors import AccessError
 from nc2ice.manifest import atomic_write_text
 
-COLUMNS = ["file_id", "url", "size", "etag", "last_modified", "error"]
+COLUMNS = ["file_id", "url", "size", "etag", "last_modified", "batch", "error"]
 GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -30,7 +30,12 @@ class Source:
     size: int = 0
     etag: str = ""
     last_modified: str = ""
+    batch: str = ""
     error: str = ""
+
+    def version(self) -> tuple[int, str, str]:
+        """What changes when the file is rewritten."""
+        return (self.size, self.etag, self.last_modified)
 
 
 def read_sources_file(path: str | Path) -> list[str]:
@@ -76,14 +81,23 @@ def _expand_s3(url: str, access: Access) -> dict[str, dict[str, Any] | None]:
     return {prefix + m["path"]: identity(m) for m in sorted(listed, key=lambda m: m["path"])}
 
 
-def file_ids(urls: list[str]) -> list[str]:
-    """Readable ids from the file names; names that repeat get a short hash of their URL."""
+def file_ids(urls: list[str], known: dict[str, str] | None = None) -> list[str]:
+    """Readable ids from the file names; names that repeat get a short hash of their URL.
+    URLs listed before keep the id they had (their manifests are found under it)."""
+    known = known or {}
     stems = [_clean(Path(urlsplit(u).path).name) for u in urls]
-    counts = Counter(stems)
+    new_stems = Counter(s for s, u in zip(stems, urls, strict=True) if u not in known)
+    taken = set(known.values())
     return [
-        s if counts[s] == 1 else f"{s}-{hashlib.sha1(u.encode()).hexdigest()[:8]}"
+        known[u]
+        if u in known
+        else (s if new_stems[s] == 1 and s not in taken else f"{s}-{_short_hash(u)}")
         for s, u in zip(stems, urls, strict=True)
     ]
+
+
+def _short_hash(url: str) -> str:
+    return hashlib.sha1(url.encode()).hexdigest()[:8]
 
 
 def _clean(name: str) -> str:
@@ -95,7 +109,12 @@ def _clean(name: str) -> str:
 
 
 def describe(
-    found: dict[str, dict[str, Any] | None], access: Access, *, workers: int, on_error: str
+    found: dict[str, dict[str, Any] | None],
+    access: Access,
+    *,
+    workers: int,
+    on_error: str,
+    known_ids: dict[str, str] | None = None,
 ) -> list[Source]:
     """Each source with its size, ETag and Last-Modified: from the listing where it gave
     them, else from a HEAD request, at most ``workers`` at once."""
@@ -113,12 +132,16 @@ def describe(
 
     urls = list(found)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(head, zip(file_ids(urls), urls, strict=True)))
+        return list(pool.map(head, zip(file_ids(urls, known_ids), urls, strict=True)))
+
+
+def table_text(sources: list[Source]) -> str:
+    frame = pd.DataFrame([asdict(s) for s in sources], columns=COLUMNS)
+    return frame.to_csv(sep="\t", index=False)
 
 
 def write_table(sources: list[Source], path: str | Path) -> None:
-    frame = pd.DataFrame([asdict(s) for s in sources], columns=COLUMNS)
-    atomic_write_text(Path(path), frame.to_csv(sep="\t", index=False))
+    atomic_write_text(Path(path), table_text(sources))
 
 
 def read_table(path: str | Path) -> list[Source]:

@@ -1,7 +1,6 @@
 rule commit:
     input:
-        sources="results/{dataset}/sources.tsv",
-        manifests=manifests,
+        batch_indexes,
     output:
         record="results/{dataset}/commit.json",
         skipped="results/{dataset}/skipped.tsv",
@@ -10,7 +9,7 @@ rule commit:
     conda:
         "../../environment.yml"
     resources:
-        http=1,
+        **connections(),
     params:
         # a changed setting recommits: Snakemake reruns jobs whose params changed
         dataset=lambda wc: store_settings(config["datasets"][wc.dataset]),

@@ -1,5 +1,9 @@
+import datetime
+
 from nc2ice import config as nc2ice_config
 from nc2ice.config import store_settings
+from nc2ice.connections import Budget
+
 
 config = nc2ice_config.validate(
     nc2ice_config.with_user_datasets(config, workflow.overwrite_configfiles),
@@ -7,25 +11,49 @@ config = nc2ice_config.validate(
 )
 DATASETS = list(config["datasets"])
 DEMO_ARCHIVE = "resources/demo"
+# Every run asks the sources what changed: the listing's `asked_at` param is this moment,
+# so Snakemake reruns it each time (see "What reruns" in the README).
+ASKED_AT = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
-# The connection limit comes from the config, so a plain `snakemake --cores 10` is
-# throttled; `--resources http=N` on the command line still wins.
-workflow.global_resources.setdefault("http", config["http"]["max_connections"])
+# Each server (web host, S3 endpoint) is a resource capped at http.max_connections, so a
+# plain `snakemake --cores 10` is throttled; `--resources net_<server>=N` still wins.
+BUDGET = Budget(config)
+for _name, _limit in BUDGET.limits().items():
+    workflow.global_resources.setdefault(_name, _limit)
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    batch=r"b\d+",
+
+
+def connections(whole=False):
+    """Each server's share a job of the rule holds: resources as keyword arguments."""
+    return {
+        name: (lambda wc, name=name: BUDGET.share(wc.dataset, name, whole))
+        for name in BUDGET.limits()
+    }
 
 
 def demo_archive(wildcards):
     return [DEMO_ARCHIVE] if config["datasets"][wildcards.dataset]["demo"] else []
 
 
-def manifests(wildcards):
-    from nc2ice.sources import read_table
+def batch_indexes(wildcards):
+    """The scan index of every batch of the dataset, known once the sources are listed."""
+    from nc2ice.batches import names
 
-    table = checkpoints.list_sources.get(dataset=wildcards.dataset).output[0]
-    return [
-        f"results/{wildcards.dataset}/manifests/{s.file_id}.json"
-        for s in read_table(table)
-    ]
+    checkpoints.list_sources.get(dataset=wildcards.dataset)
+    folder = Path(f"results/{wildcards.dataset}/batches")
+    return [f"results/{wildcards.dataset}/manifests/{b}.tsv" for b in names(folder)]
+
+
+def after_listing(pattern):
+    """``pattern``, for a rule that must wait for this run's listing: Snakemake then
+    decides afresh whether it has to run, instead of because the listing ran."""
+
+    def inputs(wildcards):
+        checkpoints.list_sources.get(dataset=wildcards.dataset)
+        return pattern.format(**wildcards)
+
+    return inputs

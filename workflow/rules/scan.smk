@@ -1,14 +1,14 @@
 rule scan:
     input:
-        sources="results/{dataset}/sources.tsv",
+        "results/{dataset}/batches/{batch}.tsv",
     output:
-        "results/{dataset}/manifests/{file_id}.json",
+        "results/{dataset}/manifests/{batch}.tsv",
     log:
-        "results/{dataset}/logs/scan/{file_id}.log",
+        "results/{dataset}/logs/scan/{batch}.log",
     conda:
         "../../environment.yml"
     resources:
-        http=1,
+        **connections(),
     params:
         # a changed threshold rescans: Snakemake reruns jobs whose params changed
         inline_threshold=lambda wc: config["datasets"][wc.dataset]["inline_threshold"],

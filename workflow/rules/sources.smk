@@ -16,13 +16,15 @@ checkpoint list_sources:
         "results/{dataset}/sources.tsv",
     log:
         "results/{dataset}/logs/list_sources.log",
+    params:
+        asked_at=ASKED_AT,
+        # a changed list of sources or batch size relists: Snakemake reruns on changed params
+        sources=lambda wc: config["datasets"][wc.dataset].get("sources"),
+        sources_file=lambda wc: config["datasets"][wc.dataset].get("sources_file"),
+        batch_size=lambda wc: config["datasets"][wc.dataset]["batch_size"],
     conda:
         "../../environment.yml"
     resources:
-        http=lambda wildcards: config["http"]["max_connections"],
-    params:
-        # a changed list of sources relists: Snakemake reruns jobs whose params changed
-        sources=lambda wc: config["datasets"][wc.dataset].get("sources"),
-        sources_file=lambda wc: config["datasets"][wc.dataset].get("sources_file"),
+        **connections(whole=True),
     script:
         "../scripts/list_sources.py"

@@ -1,6 +1,7 @@
 rule validate:
     input:
-        "results/{dataset}/commit.json",
+        commit=after_listing("results/{dataset}/commit.json"),
+        sources=ancient("results/{dataset}/sources.tsv"),
     output:
         "results/{dataset}/validation.json",
     log:
@@ -8,7 +9,7 @@ rule validate:
     conda:
         "../../environment.yml"
     resources:
-        http=1,
+        **connections(),
     params:
         # a changed sample size revalidates: Snakemake reruns jobs whose params changed
         sample_chunks=lambda wc: config["datasets"][wc.dataset]["sample_chunks"],

@@ -1,0 +1,138 @@
+"""The listing step: which files a dataset has now, and what changed since the last run.
+
+Every run lists the sources again (globs and object listings give size, ETag and
+Last-Modified for free; URL lists cost a HEAD each) and compares with the batch lists of
+the last run.  New files go into batches, changed files rewrite their batch's list (so that
+batch is rescanned), and files that are gone are reported and, by `on_vanished`, either
+stop the run or leave the next snapshot.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nc2ice import batches
+from nc2ice.access import Access, normalize_url
+from nc2ice.errors import AccessError
+from nc2ice.manifest import atomic_write_text
+from nc2ice.sources import Source, describe, expand, read_sources_file, table_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Listing:
+    sources: list[Source]
+    new: list[Source] = field(default_factory=list)
+    changed: list[Source] = field(default_factory=list)
+    gone: list[Source] = field(default_factory=list)
+    batches_changed: list[str] = field(default_factory=list)
+
+    @property
+    def unreadable(self) -> list[Source]:
+        return [s for s in self.sources if s.error]
+
+
+def list_dataset(
+    config: dict[str, Any], dataset: str, table: str | Path, folder: str | Path
+) -> Listing:
+    ds = config["datasets"][dataset]
+    access = Access.from_config(config)
+    folder = Path(folder)
+    before = batches.previous(folder)
+    found = describe(
+        expand(patterns(ds), access),
+        access,
+        workers=config["http"]["max_connections"],
+        on_error=ds["on_error"],
+        known_ids={s.url: s.file_id for s in before},
+    )
+    listing = _compare(found, before, ds)
+    batches.assign(listing.sources, before, ds["batch_size"])
+    listing.batches_changed = batches.write(listing.sources, folder, set(batches.names(folder)))
+    _write_if_changed(Path(table), table_text(listing.sources))
+    _log(dataset, listing)
+    return listing
+
+
+def patterns(ds: dict[str, Any]) -> list[str]:
+    found = list(ds.get("sources") or [])
+    if ds.get("sources_file"):
+        found += read_sources_file(ds["sources_file"])
+    return found
+
+
+def _compare(found: list[Source], before: list[Source], ds: dict[str, Any]) -> Listing:
+    """New, changed and gone files.  A file the config no longer names was dropped on
+    purpose; one that a glob or URL still names but that is not there any more is gone."""
+    old = {s.url: s for s in before}
+    listing = Listing(sources=[])
+    named = [normalize_url(p) for p in patterns(ds)]
+    for source in found:
+        previous = old.get(source.url)
+        if previous is not None and _not_found(source) and not previous.error:
+            listing.gone.append(previous)
+            continue
+        listing.sources.append(source)
+        if previous is None:
+            listing.new.append(source)
+        elif source.version() != previous.version() and not source.error:
+            listing.changed.append(source)
+    listed = {s.url for s in found}
+    for source in before:
+        if source.url not in listed and not source.error and _named(source.url, named):
+            listing.gone.append(source)
+    if listing.gone and ds["on_vanished"] == "fail":
+        shown = ", ".join(s.url for s in listing.gone[:5])
+        more = f" and {len(listing.gone) - 5} more" if len(listing.gone) > 5 else ""
+        raise AccessError(
+            f"{len(listing.gone)} file(s) listed before are gone: {shown}{more}. "
+            "Set `on_vanished: drop` to leave them out of the next snapshot"
+        )
+    return listing
+
+
+def _named(url: str, named: list[str]) -> bool:
+    return any(url == p or fnmatch.fnmatchcase(url, p) for p in named)
+
+
+def _not_found(source: Source) -> bool:
+    return bool(source.error) and ("not found" in source.error or "no such file" in source.error)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Rewriting an unchanged table would only change its time, which nothing needs."""
+    if not path.exists() or path.read_text() != text:
+        atomic_write_text(path, text)
+
+
+def _log(dataset: str, listing: Listing) -> None:
+    unchanged = len(listing.sources) - len(listing.new) - len(listing.changed)
+    log.info(
+        "%s: %d source files listed: %d new, %d changed, %d unchanged, %d gone",
+        dataset,
+        len(listing.sources),
+        len(listing.new),
+        len(listing.changed),
+        unchanged,
+        len(listing.gone),
+    )
+    for source in listing.changed:
+        log.info("%s: %s changed since the last listing; it will be rescanned", dataset, source.url)
+    for source in listing.gone:
+        log.warning("%s: %s is gone; it leaves the next snapshot", dataset, source.url)
+    for source in listing.unreadable:
+        log.warning("%s: %s (will be skipped)", source.url, source.error)
+    if listing.batches_changed:
+        log.info(
+            "%s: %d batch(es) to scan: %s",
+            dataset,
+            len(listing.batches_changed),
+            ", ".join(listing.batches_changed[:10]),
+        )
+    else:
+        log.info("%s: nothing changed", dataset)

@@ -1,0 +1,147 @@
+"""A file-like view of a remote source that reads its head in one request.
+
+Scanning a file reads its metadata: the superblock and object headers near the start and,
+in files written step by step, chunk indexes further on.  The first request fetches the
+head (``head_bytes``) and tells the exact size, ETag and Last-Modified of the object (no
+HEAD request); later reads that miss fetch one block around the offset.  Requests and bytes
+are counted, so the scan log can say what a file cost.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+from typing import Any
+
+import obstore
+
+from nc2ice.access import identity
+
+HEAD_BYTES = 256 << 10
+BLOCK_BYTES = 256 << 10
+
+
+class NeedBytes(Exception):  # noqa: N818 - a request for bytes, not an error
+    """Raised by a reader that may not fetch by itself: the parser needs these bytes."""
+
+    def __init__(self, reader: SourceReader, start: int, end: int):
+        super().__init__(f"bytes {start}-{end} of {reader.path} are not fetched yet")
+        self.reader, self.start, self.end = reader, start, end
+
+    def fetch(self) -> SourceReader:
+        self.reader.fetch(self.start, self.end)
+        return self.reader
+
+
+class SourceReader(io.RawIOBase):
+    def __init__(
+        self,
+        store: Any,
+        path: str,
+        *,
+        head_bytes: int = HEAD_BYTES,
+        block_bytes: int = BLOCK_BYTES,
+    ):
+        super().__init__()
+        self.store, self.path = store, path
+        self.head_bytes, self.block_bytes = head_bytes, block_bytes
+        self.pos = 0
+        # False while a batch scan parses: a miss raises NeedBytes, and the request is made
+        # outside the parser (h5py holds a lock while it calls read, which would serialise
+        # every thread's requests behind it).
+        self.may_fetch = True
+        self.size: int | None = None
+        self.meta: dict[str, Any] = {}
+        self.requests = 0
+        self.bytes_read = 0
+        self._starts: list[int] = []  # sorted starts of the cached segments
+        self._segments: dict[int, bytes] = {}
+
+    # -- what h5py and the netCDF3 parser call ----------------------------------------------
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            offset += self.length()
+        elif whence == io.SEEK_CUR:
+            offset += self.pos
+        self.pos = max(0, offset)
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, n: int = -1) -> bytes:
+        if self.size is None:
+            self._fetch_head()
+        assert self.size is not None
+        end = self.size if n is None or n < 0 else min(self.pos + n, self.size)
+        if end <= self.pos:
+            return b""
+        data = self._cached(self.pos, end)
+        if data is None:
+            if not self.may_fetch:
+                raise NeedBytes(self, self.pos, end)
+            self.fetch(self.pos, end)
+            data = self._cached(self.pos, end)
+            assert data is not None
+        self.pos = end
+        return data
+
+    def length(self) -> int:
+        if self.size is None:
+            self._fetch_head()
+        assert self.size is not None
+        return self.size
+
+    # -- fetching ----------------------------------------------------------------------------
+
+    def fetch_head(self) -> SourceReader:
+        """One ranged GET for the head; the response says how large the object is."""
+        if self.size is None:
+            self._fetch_head()
+        return self
+
+    def _fetch_head(self) -> None:
+        result = obstore.get(self.store, self.path, options={"range": (0, self.head_bytes)})
+        self.meta = identity(result.meta)
+        self.size = self.meta["size"]
+        self._add(0, bytes(result.bytes()))
+
+    def fetch(self, start: int, end: int) -> None:
+        """The block-aligned range around [start, end)."""
+        assert self.size is not None
+        start -= start % self.block_bytes
+        end = min(self.size, max(end, start + self.block_bytes))
+        data = bytes(obstore.get_range(self.store, self.path, start=start, end=end))
+        self._add(start, data)
+
+    def _add(self, start: int, data: bytes) -> None:
+        self.requests += 1
+        self.bytes_read += len(data)
+        if start in self._segments and len(self._segments[start]) >= len(data):
+            return
+        if start not in self._segments:
+            bisect.insort(self._starts, start)
+        self._segments[start] = data
+
+    def _cached(self, start: int, end: int) -> bytes | None:
+        """Bytes [start, end) from one cached segment, or None."""
+        i = bisect.bisect_right(self._starts, start) - 1
+        while i >= 0:
+            seg_start = self._starts[i]
+            segment = self._segments[seg_start]
+            if seg_start + len(segment) >= end:
+                return segment[start - seg_start : end - seg_start]
+            i -= 1
+        return None
