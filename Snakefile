@@ -12,12 +12,6 @@ include: "workflow/rules/commit.smk"
 include: "workflow/rules/validate.smk"
 
 
-def validations(wildcards):
-    for dataset in DATASETS:  # decided after this run's listings (see after_listing)
-        checkpoints.list_sources.get(dataset=dataset)
-    return expand("results/{dataset}/validation.json", dataset=DATASETS)
-
-
 rule all:
     default_target: True
     input:

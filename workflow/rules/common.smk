@@ -28,7 +28,7 @@ wildcard_constraints:
 
 
 def connections(whole=False):
-    """Each server's share a job of the rule holds: resources as keyword arguments."""
+    """Each server's share that one job holds, as resources (keyword arguments)."""
     return {
         name: (lambda wc, name=name: BUDGET.share(wc.dataset, name, whole))
         for name in BUDGET.limits()
@@ -48,8 +48,14 @@ def batch_indexes(wildcards):
     return [f"results/{wildcards.dataset}/manifests/{b}.tsv" for b in names(folder)]
 
 
+def validations(wildcards):
+    for dataset in DATASETS:  # decided after this run's listings (see after_listing)
+        checkpoints.list_sources.get(dataset=dataset)
+    return expand("results/{dataset}/validation.json", dataset=DATASETS)
+
+
 def after_listing(pattern):
-    """``pattern``, for a rule that must wait for this run's listing: Snakemake then
+    """``pattern``, as input of a job that must wait for this run's listing: Snakemake then
     decides afresh whether it has to run, instead of because the listing ran."""
 
     def inputs(wildcards):
