@@ -21,15 +21,23 @@ from aiohttp import web
 
 
 class HTTPServer:
-    """Serves a folder over http://127.0.0.1/ (port 80), counting concurrent requests."""
+    """Serves a folder over http://127.0.0.1/ (port 80), counting requests, the bytes they
+    asked for, and how many were in flight at once. ``delay_s`` answers every request that
+    much later (a WAN); ``cap`` serves at most that many at once (a busy server); ``refuse``
+    closes every connection at once (an outage)."""
 
     def __init__(self, root: Path, port: int = 80):
         self.root, self.port = root, port
         self.active = 0
         self.max_active = 0
         self.requests: Counter[str] = Counter()
+        self.per_path: Counter[str] = Counter()
+        self.bytes_sent = 0
         self.failures_left: dict[str, int] = {}
         self.delay_s = 0.0
+        self.cap: int | None = None
+        self.refuse = False
+        self._slots: asyncio.Semaphore | None = None
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -53,8 +61,9 @@ class HTTPServer:
         self._thread.join(5)
 
     def reset_counts(self) -> None:
-        self.active = self.max_active = 0
+        self.active = self.max_active = self.bytes_sent = 0
         self.requests.clear()
+        self.per_path.clear()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -73,15 +82,43 @@ class HTTPServer:
         self._loop.run_forever()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.refuse:
+            request.transport.close()
+            raise web.HTTPServiceUnavailable()
+        if self.cap and self._slots is None:
+            self._slots = asyncio.Semaphore(self.cap)
+        if self._slots is not None:
+            async with self._slots:
+                return await self._counted(request)
+        return await self._counted(request)
+
+    async def _counted(self, request: web.Request) -> web.StreamResponse:
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         self.requests[request.method] += 1
+        self.per_path[request.path] += 1
         try:
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
-            return await self._answer(request)
+            response = await self._answer(request)
+            if request.method == "GET":
+                self.bytes_sent += self._length(request)
+            return response
         finally:
             self.active -= 1
+
+    def _length(self, request: web.Request) -> int:
+        path = request.match_info["path"]
+        if path.startswith("fault/"):
+            path = path.split("/", 2)[-1]
+        file = (self.root / path).resolve()
+        size = file.stat().st_size if file.is_file() else 0
+        ranges = request.http_range
+        start = ranges.start or 0
+        stop = size if ranges.stop is None else min(ranges.stop, size)
+        if start < 0:
+            start = max(0, size + start)
+        return max(0, stop - start)
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]

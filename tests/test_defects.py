@@ -91,7 +91,7 @@ def test_on_error_skip_skips_bad_files_but_not_bugs(tmp_path, monkeypatch):
         raise TypeError("a bug in the scanner")
 
     with monkeypatch.context() as patched:
-        patched.setattr("nc2ice.scan.scan_hdf5", bug)
+        patched.setattr("nc2ice.scan.hdf5_steps", bug)
         with pytest.raises(TypeError, match="a bug in the scanner"):
             scan()
     assert not list((tmp_path / "m").glob("*.json"))

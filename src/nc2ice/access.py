@@ -15,14 +15,16 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import icechunk
 import obstore
 from obstore.store import HTTPStore, LocalStore, S3Store
 
 from nc2ice.errors import AccessError
+
+if TYPE_CHECKING:
+    import icechunk
 
 SCHEMES = ("http", "https", "s3", "file")
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -176,6 +178,8 @@ class Access:
     # -- the Icechunk side -----------------------------------------------------------------
 
     def storage(self, store_url: str) -> icechunk.Storage:
+        import icechunk  # here: scanning and listing do not need it
+
         parts = urlsplit(store_url)
         if parts.scheme == "file":
             return icechunk.local_filesystem_storage(str(local_path(store_url)))
@@ -204,6 +208,8 @@ class Access:
             obstore.delete(store, [meta["path"] for meta in batch])
 
     def container(self, prefix: str) -> icechunk.VirtualChunkContainer:
+        import icechunk  # here: scanning and listing do not need it
+
         scheme = urlsplit(prefix).scheme
         if scheme == "file":
             config = icechunk.local_filesystem_store(urlsplit(prefix).path)
@@ -223,12 +229,16 @@ class Access:
         return icechunk.VirtualChunkContainer(prefix, config)
 
     def repository_config(self, prefixes: list[str]) -> icechunk.RepositoryConfig:
+        import icechunk  # here: scanning and listing do not need it
+
         config = icechunk.RepositoryConfig.default()
         for prefix in prefixes:
             config.set_virtual_chunk_container(self.container(prefix))
         return config
 
     def authorize(self, prefixes: list[str]) -> dict[str, Any]:
+        import icechunk  # here: scanning and listing do not need it
+
         """Credentials for following references: anonymous except keyed S3."""
         creds: dict[str, Any] = {}
         for prefix in prefixes:

@@ -24,6 +24,18 @@ def previous(folder: Path) -> list[Source]:
     return [s for path in sorted(folder.glob("b*.tsv")) for s in read_table(path)]
 
 
+def scanned_versions(folder: Path) -> dict[str, tuple[int, str, str]]:
+    """The version of each file its last scan saw, from the scan indexes."""
+    from nc2ice.scan import read_index
+
+    return {
+        row.url: (row.size, row.etag, row.last_modified)
+        for path in sorted(folder.glob("b*.tsv"))
+        for row in read_index(path)
+        if not row.skipped
+    }
+
+
 def assign(sources: list[Source], before: list[Source], batch_size: int) -> None:
     """Give every source a batch: the one it had, else room in the last batch, else a new one."""
     had = {s.url: s.batch for s in before if s.batch}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
+from collections.abc import Callable
 
 import numcodecs
 import numpy as np
@@ -21,17 +22,26 @@ def decode_chunk(var: Variable, raw: bytes) -> np.ndarray:
     return np.frombuffer(bytes(memoryview(data)), dtype=var.np_dtype).reshape(var.chunks)
 
 
+Fetch = Callable[[str, list[int], list[int]], list[bytes]]  # url, offsets, lengths → bytes
+
+
 def read_region(var: Variable, region: tuple[slice, ...], access: Access) -> np.ndarray:
     """The raw (still CF-encoded) values of ``var[region]``, fetching only the chunks needed."""
     if var.data is not None:
         return var.data[region]
     if var.undecodable and var.refs:
         return _read_with_h5py(var, region, access)
+    return assemble(var, region, access.get_ranges)
+
+
+def assemble(var: Variable, region: tuple[slice, ...], fetch: Fetch) -> np.ndarray:
+    """``var[region]`` from its referenced chunks, decoded with their codecs; chunks the
+    file never wrote read as its fill value."""
     bounds = [
         (s.start or 0, s.stop if s.stop is not None else n)
         for s, n in zip(region, var.shape, strict=True)
     ]
-    out = np.full([hi - lo for lo, hi in bounds], var.fill, dtype=var.dtype)
+    out = np.full([hi - lo for lo, hi in bounds], var.fill, dtype=var.np_dtype)
     indices = itertools.product(
         *(range(lo // c, math.ceil(hi / c)) for (lo, hi), c in zip(bounds, var.chunks, strict=True))
     )
@@ -40,10 +50,14 @@ def read_region(var: Variable, region: tuple[slice, ...], access: Access) -> np.
     for index, (url, offset, length) in wanted:
         by_url[url].append((index, offset, length))
     for url, items in by_url.items():
-        blobs = access.get_ranges(url, [o for _, o, _ in items], [n for _, _, n in items])
+        blobs = fetch(url, [o for _, o, _ in items], [n for _, _, n in items])
         for (index, _, _), raw in zip(items, blobs, strict=True):
             _paste(out, bounds, index, var.chunks, decode_chunk(var, raw))
     return out
+
+
+def whole(var: Variable) -> tuple[slice, ...]:
+    return tuple(slice(0, n) for n in var.shape)
 
 
 def _read_with_h5py(var: Variable, region: tuple[slice, ...], access: Access) -> np.ndarray:

@@ -44,14 +44,20 @@ def list_dataset(
     access = Access.from_config(config)
     folder = Path(folder)
     before = batches.previous(folder)
+    listed = expand(patterns(ds), access)
+    known = {s.url: s.file_id for s in before}
+    for url, meta in listed.items():
+        if meta is None and url not in known:
+            listed[url] = {}  # new: its first scan request tells its version, no HEAD needed
     found = describe(
-        expand(patterns(ds), access),
+        listed,
         access,
         workers=config["http"]["max_connections"],
         on_error=ds["on_error"],
-        known_ids={s.url: s.file_id for s in before},
+        known_ids=known,
     )
-    listing = _compare(found, before, ds)
+    scanned = batches.scanned_versions(Path(table).parent / "manifests")
+    listing = _compare(found, before, scanned, ds)
     batches.assign(listing.sources, before, ds["batch_size"])
     listing.batches_changed = batches.write(listing.sources, folder, set(batches.names(folder)))
     _write_if_changed(Path(table), table_text(listing.sources))
@@ -66,9 +72,12 @@ def patterns(ds: dict[str, Any]) -> list[str]:
     return found
 
 
-def _compare(found: list[Source], before: list[Source], ds: dict[str, Any]) -> Listing:
+def _compare(
+    found: list[Source], before: list[Source], scanned: dict[str, tuple], ds: dict[str, Any]
+) -> Listing:
     """New, changed and gone files.  A file the config no longer names was dropped on
-    purpose; one that a glob or URL still names but that is not there any more is gone."""
+    purpose; one that a glob or URL still names but that is not there any more is gone.
+    An unchanged file keeps its row as it was, so its batch's list stays the same."""
     old = {s.url: s for s in before}
     listing = Listing(sources=[])
     named = [normalize_url(p) for p in patterns(ds)]
@@ -77,11 +86,13 @@ def _compare(found: list[Source], before: list[Source], ds: dict[str, Any]) -> L
         if previous is not None and _not_found(source) and not previous.error:
             listing.gone.append(previous)
             continue
-        listing.sources.append(source)
         if previous is None:
             listing.new.append(source)
-        elif source.version() != previous.version() and not source.error:
+        elif not source.error and source.version() != _known(previous, scanned):
             listing.changed.append(source)
+        elif not source.error and not previous.error:
+            source = previous
+        listing.sources.append(source)
     listed = {s.url for s in found}
     for source in before:
         if source.url not in listed and not source.error and _named(source.url, named):
@@ -94,6 +105,11 @@ def _compare(found: list[Source], before: list[Source], ds: dict[str, Any]) -> L
             "Set `on_vanished: drop` to leave them out of the next snapshot"
         )
     return listing
+
+
+def _known(previous: Source, scanned: dict[str, tuple]) -> tuple:
+    """The version of a file the last run knew: listed, or else seen by its scan."""
+    return previous.version() if any(previous.version()) else scanned.get(previous.url, ())
 
 
 def _named(url: str, named: list[str]) -> bool:

@@ -112,11 +112,33 @@ class SourceReader(io.RawIOBase):
             self._fetch_head()
         return self
 
+    def fetch_tail(self, n: int) -> SourceReader:
+        """The last ``n`` bytes, where the head did not reach them."""
+        size = self.length()
+        start = max(self.head_bytes, size - n)
+        if start < size:
+            self._add(start, bytes(obstore.get_range(self.store, self.path, start=start, end=size)))
+        return self
+
     def _fetch_head(self) -> None:
         result = obstore.get(self.store, self.path, options={"range": (0, self.head_bytes)})
         self.meta = identity(result.meta)
         self.size = self.meta["size"]
         self._add(0, bytes(result.bytes()))
+
+    def prefetch(self, ranges: list[tuple[int, int]], gap: int = 1 << 20) -> SourceReader:
+        """Fetch what is not cached yet of (offset, length) ranges: ranges closer than
+        ``gap`` are read by one request, one request after the other."""
+        wanted = sorted((o, o + n) for o, n in ranges if n and self._cached(o, o + n) is None)
+        merged: list[list[int]] = []
+        for start, end in wanted:
+            if merged and start - merged[-1][1] <= gap:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        for start, end in merged:
+            self._add(start, bytes(obstore.get_range(self.store, self.path, start=start, end=end)))
+        return self
 
     def fetch(self, start: int, end: int) -> None:
         """The block-aligned range around [start, end)."""

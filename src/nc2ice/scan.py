@@ -12,21 +12,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import obstore
-import pandas as pd
 from obstore.exceptions import BaseError as ObstoreError
 
+from nc2ice import tables
 from nc2ice.access import Access, local_path, prefix_of
 from nc2ice.errors import AccessError, ScanError
-from nc2ice.formats.hdf5 import scan_hdf5
-from nc2ice.formats.netcdf3 import scan_netcdf3
-from nc2ice.manifest import Manifest, atomic_write_text, read_manifest_meta, write_manifest
+from nc2ice.formats import Ranges, run_steps
+from nc2ice.formats.hdf5 import hdf5_steps
+from nc2ice.formats.netcdf3 import netcdf3_steps
+from nc2ice.manifest import Manifest, read_manifest_meta, write_manifest
 from nc2ice.reader import NeedBytes, SourceReader
 from nc2ice.sources import Source
 
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 HDF5_USERBLOCK_OFFSETS = (0, 512, 1024, 2048, 4096)
-MAX_ROUNDS = 6  # then a file's parse fetches what it needs itself
+TAIL_BYTES = 256 << 10
+MAX_ROUNDS = 6  # restarts of a parse, then it fetches as it goes (a scattered layout)
 
 
 def sniff(head: bytes, later: dict[int, bytes] | None = None) -> str:
@@ -84,6 +86,10 @@ def open_source(url: str, access: Access, head_bytes: int) -> Opened:
         if "Range request not supported" in str(exc):
             _refuse_rangeless(url, store, access)
         raise
+    if reader.read(8).startswith(HDF5_MAGIC):
+        # netCDF-C writes the chunk indexes (and often the coordinates) last: the tail
+        # now saves parsing the file twice.
+        reader.fetch_tail(TAIL_BYTES)
     return Opened(url, reader=reader)
 
 
@@ -94,24 +100,30 @@ def _refuse_rangeless(url: str, store: Any, access: Access) -> None:
     raise ScanError("the server does not answer HTTP Range requests, which reading needs")
 
 
-def parse(opened: Opened, inline_limit: int) -> Manifest:
-    """The manifest of an opened source; NeedBytes when a remote parse needs more bytes."""
+def parse(opened: Opened, inline_limit: int) -> Generator[Ranges, None, Manifest]:
+    """The scan of an opened source, as steps (see nc2ice.formats); a remote parse raises
+    NeedBytes when its layout lies beyond the bytes fetched."""
     if opened.path is not None:
         with opened.path.open("rb") as f:
             kind = _kind(f)
-            size = opened.path.stat().st_size
         if kind == "hdf5":
-            return scan_hdf5(opened.url, str(opened.path), inline_limit)
-        with opened.path.open("rb") as f:
-            return scan_netcdf3(opened.url, f, size, inline_limit)
+            return hdf5_steps(opened.url, str(opened.path), inline_limit)
+        return netcdf3_steps(
+            opened.url, opened.path.open("rb"), opened.path.stat().st_size, inline_limit
+        )
     reader = opened.reader
     assert reader is not None
     reader.seek(0)
     kind = _kind(reader)
     reader.seek(0)
     if kind == "hdf5":
-        return scan_hdf5(opened.url, reader, inline_limit)
-    return scan_netcdf3(opened.url, reader, reader.length(), inline_limit)
+        return hdf5_steps(opened.url, reader, inline_limit)
+    return netcdf3_steps(opened.url, reader, reader.length(), inline_limit)
+
+
+def _local_netcdf3(url: str, path: Path, inline_limit: int) -> Generator[Ranges, None, Manifest]:
+    with path.open("rb") as f:
+        return (yield from netcdf3_steps(url, f, path.stat().st_size, inline_limit))
 
 
 def _kind(f: Any) -> str:
@@ -133,7 +145,7 @@ def scan_file(
     """One file's manifest, fetching as the parse goes (tests and one-off use)."""
     with _as_scan_error(url, access):
         opened = open_source(url, access, head_bytes)
-        manifest = parse(opened, inline_limit)
+        manifest = run_steps(parse(opened, inline_limit))
         manifest.identity = _identity(opened, access)
     return manifest
 
@@ -254,14 +266,14 @@ def _reusable(source: Source, path: Path, settings: dict[str, Any]) -> Scanned |
 
 
 def same_version(source: Source, identity: dict[str, Any]) -> bool:
-    """Whether a listing and a scan saw the same version of a file (fields both know)."""
+    """Whether a listing and a scan saw the same version of a file (the fields both know;
+    a file listed without a version, new in the last listing, is what its scan saw)."""
     pairs = [
         (source.etag, identity.get("etag", "")),
         (source.last_modified, identity.get("last_modified", "")),
         (source.size, identity.get("size", 0)),
     ]
-    known = [(a, b) for a, b in pairs if a and b]
-    return bool(known) and all(a == b for a, b in known)
+    return all(a == b for a, b in pairs if a and b)
 
 
 def _skipped(source: Source, reason: str, on_error: str) -> Scanned:
@@ -281,9 +293,12 @@ def _remove_strays(folder: Path, keep: set[str]) -> None:
 
 
 def _scan_all(todo, folder, access, settings, connections, head_bytes, on_error, progress):
+    """Requests in a thread pool, parsing here: each file's scan advances whenever the
+    bytes it waits for arrive (its head, the values it loads, or layout found further on)."""
     results: dict[str, Scanned] = {}
     started = {s.file_id: time.perf_counter() for s in todo}
-    rounds: dict[str, int] = {}
+    restarts: dict[str, int] = {}
+    steps: dict[str, Generator] = {}
     with ThreadPoolExecutor(max_workers=max(1, connections)) as pool:
         pending: dict[Future, Source] = {
             pool.submit(open_source, s.url, access, head_bytes): s for s in todo
@@ -295,23 +310,39 @@ def _scan_all(todo, folder, access, settings, connections, head_bytes, on_error,
                 try:
                     with _as_scan_error(source.url, access):
                         opened = future.result()
-                        rounds[source.file_id] = rounds.get(source.file_id, 0) + 1
-                        if opened.reader is not None:
-                            opened.reader.may_fetch = rounds[source.file_id] > MAX_ROUNDS
-                        manifest = parse(opened, settings["inline_threshold"])
-                except NeedBytes as need:
+                        if source.file_id not in steps:
+                            if opened.reader is not None:  # fetch outside the parse (h5py's lock)
+                                opened.reader.may_fetch = (
+                                    restarts.get(source.file_id, 0) >= MAX_ROUNDS
+                                )
+                            steps[source.file_id] = parse(opened, settings["inline_threshold"])
+                        ranges = next(steps[source.file_id])
+                        pending[pool.submit(_prefetch, opened, ranges)] = source
+                        continue
+                except StopIteration as finished:
+                    manifest = finished.value
+                except NeedBytes as need:  # layout beyond the head: fetch it, parse again
+                    steps.pop(source.file_id, None)
+                    restarts[source.file_id] = restarts.get(source.file_id, 0) + 1
                     pending[pool.submit(_refetch, opened, need)] = source
                     continue
                 except ScanError as exc:
                     reason = str(exc).removeprefix(f"{source.url}: ")
                     results[source.file_id] = _skipped(source, reason, on_error)
                     continue
+                steps.pop(source.file_id)
                 seconds = time.perf_counter() - started[source.file_id]
                 row = _write(manifest, opened, source, folder, settings, seconds, access)
                 results[source.file_id] = row
                 if progress:
                     progress(len(results), len(todo))
     return results
+
+
+def _prefetch(opened: Opened, ranges: Ranges) -> Opened:
+    if opened.reader is not None:
+        opened.reader.prefetch(ranges)
+    return opened
 
 
 def _refetch(opened: Opened, need: NeedBytes) -> Opened:
@@ -348,25 +379,8 @@ def _write(manifest, opened, source, folder: Path, settings, seconds, access) ->
 
 
 def write_index(rows: list[Scanned], path: str | Path) -> None:
-    frame = pd.DataFrame([asdict(r) for r in rows], columns=[f.name for f in fields(Scanned)])
-    atomic_write_text(Path(path), frame.to_csv(sep="\t", index=False))
+    tables.write(rows, Scanned, path)
 
 
 def read_index(path: str | Path) -> list[Scanned]:
-    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    types = {f.name: f.type for f in fields(Scanned)}
-    rows = []
-    for record in frame.to_dict("records"):
-        values = {k: _typed(v, types[k]) for k, v in record.items() if k in types}
-        rows.append(Scanned(**values))
-    return rows
-
-
-def _typed(value: str, kind: str) -> Any:
-    if kind == "int":
-        return int(value or 0)
-    if kind == "float":
-        return float(value or 0)
-    if kind == "bool":
-        return value == "True"
-    return value
+    return tables.read(path, Scanned)

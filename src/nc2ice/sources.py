@@ -7,19 +7,17 @@ import hashlib
 import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pandas as pd
 from obspec_utils.glob import glob_objects
 
+from nc2ice import tables
 from nc2ice.access import Access, identity, local_path, prefix_of, referenceable_url
 from nc2ice.errors import AccessError
-from nc2ice.manifest import atomic_write_text
 
-COLUMNS = ["file_id", "url", "size", "etag", "last_modified", "batch", "error"]
 GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -136,14 +134,12 @@ def describe(
 
 
 def table_text(sources: list[Source]) -> str:
-    frame = pd.DataFrame([asdict(s) for s in sources], columns=COLUMNS)
-    return frame.to_csv(sep="\t", index=False)
+    return tables.text(sources, Source)
 
 
 def write_table(sources: list[Source], path: str | Path) -> None:
-    atomic_write_text(Path(path), table_text(sources))
+    tables.write(sources, Source, path)
 
 
 def read_table(path: str | Path) -> list[Source]:
-    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    return [Source(**{**row, "size": int(row["size"] or 0)}) for row in frame.to_dict("records")]
+    return tables.read(path, Source)

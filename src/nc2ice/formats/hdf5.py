@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections import Counter
+from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any
 
 import h5py
 import hdf5plugin  # noqa: F401 - registers the HDF5 filters (LZ4, Zstd, ...) h5py reads with
 import numpy as np
 
+from nc2ice.chunks import Fetch, assemble, whole
 from nc2ice.codecs import hdf5_codecs, undecodable
+from nc2ice.formats import Ranges, run_steps
 from nc2ice.formats.policy import AWKWARD_CAP, bounds_names, should_load
 from nc2ice.manifest import Manifest, Variable, dtype_str
 
@@ -51,28 +56,108 @@ _FILTER_NAMES = {
 
 
 def scan_hdf5(url: str, fileobj: Any, inline_limit: int) -> Manifest:
+    """A file's manifest (the reader fetches what it needs as it goes)."""
+    return run_steps(hdf5_steps(url, fileobj, inline_limit))
+
+
+def hdf5_steps(url: str, fileobj: Any, inline_limit: int) -> Generator[Ranges, None, Manifest]:
+    """Scan in two steps: the layout, from the bytes at hand (usually the file's head), then
+    the values to load.  Values that can be referenced are decoded from their chunks with
+    the variable's own codecs after the file is closed; the scan yields their byte ranges
+    first, so a batch scan fetches them in one request while it parses other files."""
     manifest = Manifest(url=url, variables={}, group_attrs={})
     with h5py.File(fileobj, mode="r") as f:
-        datasets: dict[str, h5py.Dataset] = {}
-        _walk(f, "", manifest, datasets)
-        dims = dimension_names(f)
-        described = {p: _describe(ds, p, dims[p]) for p, ds in datasets.items()}
-        bounds = bounds_names(described.values())
-        for path, ds in datasets.items():
-            var = _variable(ds, described[path], url, inline_limit, bounds, manifest.notes)
-            if var is not None:
-                manifest.variables[path] = var
+        decode = _layout(f, url, inline_limit, manifest)
+    ranges = [(offset, length) for var in decode for _, offset, length in var.refs.values()]
+    if ranges:
+        yield ranges
+    for var in decode:
+        var.data = assemble(var, whole(var), byte_source(fileobj))
     return manifest
 
 
-def _walk(group: h5py.Group, prefix: str, manifest: Manifest, found: dict) -> None:
-    manifest.group_attrs[prefix], manifest.group_attr_types[prefix] = attributes(group)
-    for key, obj in group.items():
-        path = f"{prefix}/{key}" if prefix else key
-        if isinstance(obj, h5py.Group):
-            _walk(obj, path, manifest, found)
-        elif isinstance(obj, h5py.Dataset) and not _is_pure_dimension(obj):
-            found[path] = obj
+def _layout(f: h5py.File, url: str, inline_limit: int, manifest: Manifest) -> list[Variable]:
+    """Fill the manifest from the file's layout; return the variables whose values are to
+    be decoded from their chunks.  (A function of its own so that no object of the file
+    outlives it: h5py closes a file with objects still open much more slowly.)"""
+    tree = walk(f)
+    datasets: dict[str, h5py.Dataset] = {}
+    for group in tree:
+        attrs, types = attributes(group.group)
+        manifest.group_attrs[group.path], manifest.group_attr_types[group.path] = attrs, types
+        datasets.update(group.variables())
+    dims = dimension_names(tree, f)
+    described = {p: _describe(ds, p, dims[p]) for p, ds in datasets.items()}
+    bounds = bounds_names(described.values())
+    decode = []
+    for path, ds in datasets.items():
+        var, load, reason = _variable(
+            ds, described[path], url, inline_limit, bounds, manifest.notes
+        )
+        if var is None:
+            continue
+        manifest.variables[path] = var
+        if load and var.referenceable:
+            decode.append(var)
+        elif load and not _load_into(var, ds, reason, manifest.notes):  # through h5py, now
+            del manifest.variables[path]
+    return decode
+
+
+def byte_source(fileobj: Any) -> Fetch:
+    """Reads of (offsets, lengths) from a local path or an open file object."""
+
+    def fetch(_: str, offsets: list[int], lengths: list[int]) -> list[bytes]:
+        if isinstance(fileobj, str):
+            with open(fileobj, "rb") as f:
+                return [os.pread(f.fileno(), n, o) for o, n in zip(offsets, lengths, strict=True)]
+        out = []
+        for offset, length in zip(offsets, lengths, strict=True):
+            fileobj.seek(offset)
+            out.append(fileobj.read(length))
+        return out
+
+    return fetch
+
+
+@dataclass
+class _Group:
+    """One group of the file: its path and its datasets in file order (the order netCDF-C
+    and h5netcdf name unnamed dimensions in), each marked if it is a dimension scale."""
+
+    path: str
+    group: h5py.Group
+    datasets: list[tuple[str, h5py.Dataset, bool]]
+
+    def variables(self) -> dict[str, h5py.Dataset]:
+        return {
+            _join(self.path, key): ds
+            for key, ds, scale in self.datasets
+            if not (scale and _is_pure_dimension(ds))
+        }
+
+
+def walk(f: h5py.File) -> list[_Group]:
+    """Every group, root first, then each subgroup depth first, in one pass over the file."""
+    out: list[_Group] = []
+
+    def visit(group: h5py.Group, path: str) -> None:
+        datasets, children = [], []
+        for key, obj in group.items():
+            if isinstance(obj, h5py.Group):
+                children.append((key, obj))
+            elif isinstance(obj, h5py.Dataset):
+                datasets.append((key, obj, h5py.h5ds.is_scale(obj.id)))
+        out.append(_Group(path, group, datasets))
+        for key, child in children:
+            visit(child, _join(path, key))
+
+    visit(f, "")
+    return out
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}/{key}" if prefix else key
 
 
 def _is_pure_dimension(ds: h5py.Dataset) -> bool:
@@ -95,7 +180,9 @@ def _describe(ds: h5py.Dataset, path: str, dims: tuple[str, ...]) -> Variable:
 
 def _variable(
     ds: h5py.Dataset, var: Variable, url: str, limit: int, bounds: set[str], notes: list[str]
-) -> Variable | None:
+) -> tuple[Variable | None, bool, str | None]:
+    """The variable as referenced, whether to load its values too, and why it cannot be
+    referenced (None if it can)."""
     path = var.path
     reason = _why_not_referenceable(ds)
     if reason is None:
@@ -111,21 +198,25 @@ def _variable(
         if var.undecodable:
             how = "loaded into the manifest" if small else "to be copied, read through h5py"
             notes.append(f"{path!r} {how}: {var.undecodable}")
-        if not small:
-            return var
-    elif var.nbytes > AWKWARD_CAP:
+        return var, small, None
+    if var.nbytes > AWKWARD_CAP:
         notes.append(f"left out {path!r}: {reason}, and at {var.nbytes} bytes too large to load")
-        return None
+        return None, False, reason
+    return var, True, reason
+
+
+def _load_into(var: Variable, ds: h5py.Dataset, reason: str | None, notes: list[str]) -> bool:
+    """Load a variable's values; False if they cannot be stored (left out, with a note)."""
     try:
         var.data = _load(ds)
     except TypeError as exc:  # a compound type Zarr cannot hold (vlen members, nesting)
-        notes.append(f"left out {path!r}: {reason or 'its type'} cannot be stored ({exc})")
-        return None
+        notes.append(f"left out {var.path!r}: {reason or 'its type'} cannot be stored ({exc})")
+        return False
     if not var.virtual:
         var.dtype = dtype_str(var.data.dtype)
     if reason is not None:
-        notes.append(f"loaded {path!r} into the manifest: {reason}")
-    return var
+        notes.append(f"loaded {var.path!r} into the manifest: {reason}")
+    return True
 
 
 def _why_not_referenceable(ds: h5py.Dataset) -> str | None:
@@ -138,7 +229,7 @@ def _why_not_referenceable(ds: h5py.Dataset) -> str | None:
 
 
 def _undecodable(ds: h5py.Dataset, var: Variable) -> str:
-    if not undecodable(var.np_dtype, var.filters, var.compressor):
+    if not undecodable(var.filters, var.compressor):
         return ""
     plist = ds.id.get_create_plist()
     names = []
@@ -195,7 +286,7 @@ def _chunk_refs(ds: h5py.Dataset, url: str) -> dict[tuple[int, ...], tuple[str, 
 # -- dimension names --------------------------------------------------------------------------
 
 
-def dimension_names(f: h5py.File) -> dict[str, tuple[str, ...]]:
+def dimension_names(tree: list[_Group], f: h5py.File) -> dict[str, tuple[str, ...]]:
     """The dimension names of every dataset, as netCDF-C and h5netcdf name them.
 
     Axes with a dimension scale take its name.  Datasets without scales get "phony"
@@ -205,47 +296,47 @@ def dimension_names(f: h5py.File) -> dict[str, tuple[str, ...]]:
     ``phony_dims="sort"``, which mirrors netCDF-C.
     """
     out: dict[str, tuple[str, ...]] = {}
-    _name_group(f, "", _PhonyCounter(f), out)
+    counter = _PhonyCounter(tree)
+    for group in tree:
+        _name_group(group, counter, out)
     return out
 
 
 class _PhonyCounter:
     """Numbers phony dimensions after the file's highest netCDF dimension id, looked up
-    only when a file has unnamed dimensions (it walks every dataset's attributes)."""
+    only when a file has unnamed dimensions."""
 
-    def __init__(self, f: h5py.File):
-        self.f = f
+    def __init__(self, tree: list[_Group]):
+        self.tree = tree
         self.numbers: itertools.count | None = None
 
     def __next__(self) -> int:
         if self.numbers is None:
-            ids = [-1]
-
-            def visit(_: str, obj: Any) -> None:
-                if isinstance(obj, h5py.Dataset) and obj.attrs.get("CLASS") == b"DIMENSION_SCALE":
-                    ids.append(int(obj.attrs.get("_Netcdf4Dimid", -1)))
-
-            self.f.visititems(visit)
-            self.numbers = itertools.count(max(ids) + 1)
+            ids = [
+                int(ds.attrs.get("_Netcdf4Dimid", -1))
+                for group in self.tree
+                for _, ds, scale in group.datasets
+                if scale
+            ]
+            self.numbers = itertools.count(max(ids, default=-1) + 1)
         return next(self.numbers)
 
 
-def _name_group(group: h5py.Group, prefix: str, counter, out: dict) -> None:
+def _name_group(group: _Group, counter: _PhonyCounter, out: dict) -> None:
     own: list[tuple[str, int | None, int]] = []  # (name, size if limited, current size)
     unlabeled: list[tuple[str, h5py.Dataset]] = []
     needed: Counter[int] = Counter()
-    for key, obj in group.items():
-        if not isinstance(obj, h5py.Dataset):
-            continue
-        path = f"{prefix}/{key}" if prefix else key
-        if obj.attrs.get("CLASS") == b"DIMENSION_SCALE":
+    for key, obj, scale in group.datasets:
+        path = _join(group.path, key)
+        if scale:
             limited = None if obj.maxshape and obj.maxshape[0] is None else obj.shape[0]
             own.append((key, limited, obj.shape[0] if obj.shape else 0))
-        if obj.ndim and all(len(d) == 0 for d in obj.dims) and not h5py.h5ds.is_scale(obj.id):
+        names = _scale_names(obj, scale)
+        if obj.ndim and not scale and all(n is None for n in names):
             unlabeled.append((path, obj))
             needed |= Counter(obj.shape)
         else:
-            out[path] = _scale_names(obj)
+            out[path] = tuple(n or f"phony_dim_{axis}" for axis, n in enumerate(names))
     labeled = Counter(limited for _, limited, _ in own)
     for size, count in needed.items():
         for _ in range(labeled[size], count):
@@ -257,21 +348,23 @@ def _name_group(group: h5py.Group, prefix: str, counter, out: dict) -> None:
             names.append([name for name, _, n in own if n == size][seen[size]])
             seen[size] += 1
         out[path] = tuple(names)
-    for key, obj in group.items():
-        if isinstance(obj, h5py.Group):
-            _name_group(obj, f"{prefix}/{key}" if prefix else key, counter, out)
 
 
-def _scale_names(ds: h5py.Dataset) -> tuple[str, ...]:
-    dims = []
-    for n, dim in enumerate(ds.dims):
-        if len(dim) >= 1:
-            dims.append(dim[-1].name.rpartition("/")[2])  # netCDF-C takes the last scale
-        elif h5py.h5ds.is_scale(ds.id):
-            dims.append(ds.name.rpartition("/")[2])
+def _scale_names(ds: h5py.Dataset, scale: bool) -> list[str | None]:
+    """Each axis's dimension name (netCDF-C takes the last scale attached), the dataset's own
+    name for a scale, None for an axis without one."""
+    names: list[str | None] = []
+    for axis in range(ds.ndim):
+        found: list[bytes] = []
+        if h5py.h5ds.get_num_scales(ds.id, axis):
+            h5py.h5ds.iterate(
+                ds.id, axis, lambda sid, found=found: found.append(h5py.h5i.get_name(sid))
+            )
+        if found:
+            names.append(found[-1].decode().rpartition("/")[2])
         else:
-            dims.append(f"phony_dim_{n}")  # a mix of named and unnamed axes: netCDF-C refuses
-    return tuple(dims)
+            names.append(ds.name.rpartition("/")[2] if scale else None)
+    return names
 
 
 # -- attributes -------------------------------------------------------------------------------

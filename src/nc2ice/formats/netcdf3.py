@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from nc2ice.errors import ScanError
+from nc2ice.formats import Ranges, run_steps
 from nc2ice.formats.policy import COORDINATE_CAP, bounds_names, should_load
 from nc2ice.manifest import Manifest, Variable
 
@@ -99,6 +101,15 @@ class _Header:
 
 
 def scan_netcdf3(url: str, fileobj: BinaryIO, size: int, inline_limit: int) -> Manifest:
+    """A file's manifest (the reader fetches what it needs as it goes)."""
+    return run_steps(netcdf3_steps(url, fileobj, size, inline_limit))
+
+
+def netcdf3_steps(
+    url: str, fileobj: BinaryIO, size: int, inline_limit: int
+) -> Generator[Ranges, None, Manifest]:
+    """The header, then the values to load, whose byte ranges are yielded first (as
+    ``hdf5_steps`` does): a record coordinate is spread over the whole file."""
     h = _Header(fileobj)
     if h.version not in (1, 2, 5):
         raise FormatError(f"unknown netCDF3 version byte {h.version}")
@@ -154,7 +165,12 @@ def scan_netcdf3(url: str, fileobj: BinaryIO, size: int, inline_limit: int) -> M
             var.refs = {(0,) * len(shape): (url, v.begin, nbytes)}
         _check_within(url, var, size)
         manifest.variables[v.name] = var
-    _load_small(manifest, fileobj, inline_limit)
+    loads = _to_load(manifest, inline_limit)
+    ranges = [(offset, length) for var in loads for _, offset, length in var.refs.values()]
+    if ranges:
+        yield ranges
+    for var in loads:
+        _load(var, fileobj)
     return manifest
 
 
@@ -167,10 +183,11 @@ def _check_within(url: str, var: Variable, size: int) -> None:
             )
 
 
-def _load_small(manifest: Manifest, f: BinaryIO, limit: int) -> None:
-    """Load coordinates, bounds and small variables (keeping their references), and
-    character arrays (which stay loaded only: they are text, not numbers)."""
+def _to_load(manifest: Manifest, limit: int) -> list[Variable]:
+    """Coordinates, bounds and small variables (which keep their references too), and
+    character arrays (loaded only: they are text, not numbers)."""
     bounds = bounds_names(manifest.variables.values())
+    loads = []
     for var in list(manifest.variables.values()):
         is_text = var.dtype.endswith("S1")
         if not (is_text or should_load(var, bounds, limit)):
@@ -179,13 +196,18 @@ def _load_small(manifest: Manifest, f: BinaryIO, limit: int) -> None:
             manifest.notes.append(f"left out {var.path!r}: a character array too large to load")
             del manifest.variables[var.path]
             continue
-        parts = []
-        for _, offset, length in sorted(var.refs.values(), key=lambda r: r[1]):
-            f.seek(offset)
-            parts.append(f.read(length))
-        if not var.refs:
-            var.data = np.full(var.shape, var.attrs.get("_FillValue", 0), dtype=var.dtype)
-        else:
-            var.data = np.frombuffer(b"".join(parts), dtype=var.dtype).reshape(var.shape).copy()
-        if is_text:
-            var.refs, var.virtual = {}, False
+        loads.append(var)
+    return loads
+
+
+def _load(var: Variable, f: BinaryIO) -> None:
+    if not var.refs:
+        var.data = np.full(var.shape, var.attrs.get("_FillValue", 0), dtype=var.dtype)
+        return
+    parts = []
+    for _, offset, length in sorted(var.refs.values(), key=lambda r: r[1]):
+        f.seek(offset)
+        parts.append(f.read(length))
+    var.data = np.frombuffer(b"".join(parts), dtype=var.dtype).reshape(var.shape).copy()
+    if var.dtype.endswith("S1"):
+        var.refs, var.virtual = {}, False
