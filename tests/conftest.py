@@ -101,3 +101,27 @@ def read_back_in_new_process(
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc.stdout
+
+
+def commit(plan, store: str, prefixes: list[str], checksums: dict | None = None) -> str:
+    """Commit a plan as the workflow would, outside the workflow; the new snapshot's id."""
+    from nc2ice.access import Access
+    from nc2ice.commit import commit_plan
+
+    metadata = {
+        "input_digest": json.dumps(plan.files),
+        "order": plan.files,
+        "sources": {f: {"url": "", "manifest_sha256": f} for f in plan.files},
+        "config": {},
+    }
+    outcome = commit_plan(
+        plan,
+        dataset="test",
+        store_url=store,
+        group="",
+        access=Access(),
+        prefixes=prefixes,
+        metadata=metadata,
+        checksums=checksums or {},
+    )
+    return outcome.snapshot

@@ -26,12 +26,13 @@ class HTTPServer:
     much later (a WAN); ``cap`` serves at most that many at once (a busy server); ``refuse``
     closes every connection at once (an outage)."""
 
-    def __init__(self, root: Path, port: int = 80):
-        self.root, self.port = root, port
+    def __init__(self, root: Path, port: int = 80, host: str = "127.0.0.1"):
+        self.root, self.port, self.host = root, port, host
         self.active = 0
         self.max_active = 0
         self.requests: Counter[str] = Counter()
         self.per_path: Counter[str] = Counter()
+        self.intervals: list[tuple[float, float]] = []  # when each request was served
         self.bytes_sent = 0
         self.failures_left: dict[str, int] = {}
         self.delay_s = 0.0
@@ -45,14 +46,14 @@ class HTTPServer:
 
     @property
     def url(self) -> str:
-        return "http://127.0.0.1" + ("" if self.port == 80 else f":{self.port}")
+        return f"http://{self.host}" + ("" if self.port == 80 else f":{self.port}")
 
     def start(self) -> HTTPServer:
         self._thread.start()
         if not self._ready.wait(10) or self._error:
             raise RuntimeError(
-                f"the HTTP test server could not listen on 127.0.0.1:{self.port} ({self._error}); "
-                "port 80 needs root (or CAP_NET_BIND_SERVICE) and must be free"
+                f"the HTTP test server could not listen on {self.host}:{self.port} "
+                f"({self._error}); port 80 needs root (or CAP_NET_BIND_SERVICE) and must be free"
             )
         return self
 
@@ -64,6 +65,7 @@ class HTTPServer:
         self.active = self.max_active = self.bytes_sent = 0
         self.requests.clear()
         self.per_path.clear()
+        self.intervals.clear()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -71,7 +73,7 @@ class HTTPServer:
         app.router.add_route("*", "/{path:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
         try:
             self._loop.run_until_complete(site.start())
         except OSError as exc:
@@ -97,6 +99,7 @@ class HTTPServer:
         self.max_active = max(self.max_active, self.active)
         self.requests[request.method] += 1
         self.per_path[request.path] += 1
+        start = time.monotonic()
         try:
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
@@ -106,6 +109,7 @@ class HTTPServer:
             return response
         finally:
             self.active -= 1
+            self.intervals.append((start, time.monotonic()))
 
     def _length(self, request: web.Request) -> int:
         path = request.match_info["path"]
@@ -140,6 +144,18 @@ class HTTPServer:
         if not file.is_file() or self.root.resolve() not in file.parents:
             raise web.HTTPNotFound()
         return web.FileResponse(file)
+
+
+def most_at_once(*servers: HTTPServer) -> int:
+    """The most requests the servers were serving at one moment, all of them together."""
+    events = sorted(
+        (t, step) for s in servers for a, b in s.intervals for t, step in ((a, 1), (b, -1))
+    )
+    now = best = 0
+    for _, step in events:
+        now += step
+        best = max(best, now)
+    return best
 
 
 def free_port() -> int:

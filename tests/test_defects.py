@@ -10,10 +10,10 @@ import warnings
 import archives
 import numpy as np
 import pytest
+from conftest import commit
 
 from nc2ice.access import Access, normalize_url, prefix_of
 from nc2ice.combine import combine
-from nc2ice.commit import commit_plan
 from nc2ice.errors import AccessError, CommitError, ScanError
 from nc2ice.manifest import Manifest, Variable, atomic_write_text
 from nc2ice.reading import open_store_dataset
@@ -48,15 +48,7 @@ def test_a_refused_reference_stops_the_commit_and_leaves_no_new_store(tmp_path):
     plan = combine([_manifest(0, url)], concat_dim="time")
     store = normalize_url(str(tmp_path / "store.icechunk"))
     with pytest.raises(CommitError) as err:
-        commit_plan(
-            plan,
-            store_url=store,
-            access=Access(),
-            prefixes=[prefix_of(url)],
-            message="m",
-            metadata={"input_digest": "x"},
-            checksums={},
-        )
+        commit(plan, store, [prefix_of(url)])
     assert "'tas'" in str(err.value) and "(0,)" in str(err.value) and url in str(err.value)
     assert not (tmp_path / "store.icechunk").exists()
 
@@ -124,15 +116,8 @@ def test_reading_helpers_take_a_plain_path_and_print_no_library_warnings(tmp_pat
     files = archives.clean(tmp_path / "src", years=(2000, 2001))
     urls = [normalize_url(str(f)) for f in files]
     manifests = [(f.stem, scan_file(u, Access(), inline_limit=0)) for f, u in zip(files, urls)]
-    commit_plan(
-        combine(manifests, concat_dim="time"),
-        store_url=normalize_url(str(tmp_path / "s.icechunk")),
-        access=Access(),
-        prefixes=[prefix_of(urls[0])],
-        message="m",
-        metadata={"input_digest": "x"},
-        checksums={},
-    )
+    store = normalize_url(str(tmp_path / "s.icechunk"))
+    commit(combine(manifests, concat_dim="time"), store, [prefix_of(urls[0])])
     monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -6,10 +6,11 @@ import json
 
 import archives
 import zarr
+from conftest import commit
 
 from nc2ice.access import Access, normalize_url, prefix_of
 from nc2ice.combine import combine
-from nc2ice.commit import checksum_time, commit_plan, open_repository
+from nc2ice.commit import checksum_time, open_repository
 from nc2ice.scan import scan_file
 from nc2ice.validate import validate
 
@@ -21,15 +22,8 @@ def _commit(tmp_path):
     manifests = [(f.stem, scan_file(u, access, inline_limit=0)) for f, u in zip(files, urls)]
     plan = combine(manifests, concat_dim="time")
     store = normalize_url(str(tmp_path / "store.icechunk"))
-    snapshot, _ = commit_plan(
-        plan,
-        store_url=store,
-        access=access,
-        prefixes=sorted({prefix_of(u) for u in urls}),
-        message="test",
-        metadata={"input_digest": "x"},
-        checksums={u: checksum_time(access.head(u)["last_modified"]) for u in urls},
-    )
+    checksums = {u: checksum_time(access.head(u)["last_modified"]) for u in urls}
+    snapshot = commit(plan, store, sorted({prefix_of(u) for u in urls}), checksums)
     extents = [
         {"file_id": f.stem, "url": u, "start": 12 * i, "length": 12}
         for i, (f, u) in enumerate(zip(files, urls))
@@ -102,15 +96,7 @@ def test_chunks_a_file_never_wrote_read_as_netcdf_would(tmp_path):
     assert manifests[0][1].variables["v"].storage_fill == np.float32(9.96921e36)
     plan = combine(manifests, concat_dim="time")
     store = normalize_url(str(tmp_path / "store.icechunk"))
-    commit_plan(
-        plan,
-        store_url=store,
-        access=access,
-        prefixes=[prefix_of(urls[0])],
-        message="m",
-        metadata={"input_digest": "y"},
-        checksums={},
-    )
+    commit(plan, store, [prefix_of(urls[0])])
     from nc2ice.reading import open_store_dataset
 
     got = open_store_dataset(store, access).v.values

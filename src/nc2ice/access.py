@@ -111,7 +111,9 @@ class Access:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Access:
         s3 = S3Options(**config.get("s3", {}))
-        store_s3 = {k: v for k, v in config.get("store", {}).items() if k != "root"}
+        store_s3 = {
+            k: v for k, v in config.get("store", {}).items() if k not in ("root", "repository")
+        }
         http = config.get("http", {})
         return cls(
             s3=s3,

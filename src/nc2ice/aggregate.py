@@ -60,13 +60,14 @@ def aggregate(
         reader=lambda var: read_region(var, tuple(slice(0, n) for n in var.shape), access),
     )
     report = plan.report()
-    store_url = config_mod.store_url(config, dataset)
+    store_url, group = config_mod.store_location(config, dataset)
     settings = config_mod.store_settings(ds)
     digests = {f: rows[f].sha256 for f in plan.files}
-    inputs = {"manifests": digests, "dataset": settings, "store": store_url}
+    inputs = {"manifests": digests, "dataset": settings, "store": store_url, "group": group}
     metadata = {
         "dataset": dataset,
         "input_digest": commit_mod.input_digest(inputs),
+        "order": plan.files,
         "sources": {f: {"url": rows[f].url, "manifest_sha256": digests[f]} for f in plan.files},
         "config": settings,
         "versions": commit_mod.package_versions(),
@@ -74,12 +75,13 @@ def aggregate(
         "attributes": commit_mod.attribute_types(plan),
     }
     urls = {rows[f].url: rows[f] for f in plan.files}
-    snapshot, new = commit_mod.commit_plan(
+    outcome = commit_mod.commit_plan(
         plan,
+        dataset=dataset,
         store_url=store_url,
+        group=group,
         access=access,
         prefixes=sorted({prefix_of(url) for url in urls}),
-        message=f"{dataset}: {len(plan.files)} files, {report['chunk_references']} references",
         metadata=metadata,
         checksums={u: c for u, row in urls.items() if (c := checksum(row)) is not None},
     )
@@ -87,8 +89,12 @@ def aggregate(
     record = {
         "dataset": dataset,
         "store": store_url,
-        "snapshot": snapshot,
-        "new_commit": new,
+        "group": group,
+        "snapshot": outcome.snapshot,
+        "new_commit": outcome.new,
+        "action": outcome.change.action,
+        "change": outcome.change.record(),
+        "tag": outcome.tag,
         "concat_dim": ds["concat_dim"],
         "groups": sorted(plan.group_attrs),
         "files": _file_extents(plan, rows),

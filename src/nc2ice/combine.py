@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from nc2ice.encoding import (
+    calendar,
     encoding_key,
     first_value,
     harmonise,
@@ -210,17 +211,23 @@ def _examples(files: list[str], n: int = 3) -> str:
 
 
 def _in_order(manifests, concat_dim: str):
-    """Files sorted by the first value of the concatenation coordinate, decoded per file."""
+    """Files sorted by the first value of the concatenation coordinate, decoded per file
+    (compared as numbers where every file encodes it alike: decoding is the slow part)."""
     coords = [m.variables.get(concat_dim) for _, m in manifests]
     if any(c is None or c.data is None or not c.data.size for c in coords):
         return manifests
-    firsts, lasts = [first_value(c) for c in coords], [last_value(c) for c in coords]
+    if len({(str(c.attrs.get("units")), calendar(c)) for c in coords}) == 1:
+        firsts = [c.data.reshape(-1)[0].item() for c in coords]
+        lasts = [c.data.reshape(-1)[-1].item() for c in coords]
+    else:
+        firsts, lasts = [first_value(c) for c in coords], [last_value(c) for c in coords]
     order = sorted(range(len(manifests)), key=lambda i: firsts[i])
     for a, b in zip(order, order[1:]):
         if lasts[a] >= firsts[b]:
             raise CombineError(
                 f"{manifests[a][0]} and {manifests[b][0]} overlap along {concat_dim!r}: "
-                f"one ends at {_show(lasts[a])}, the other starts at {_show(firsts[b])}. "
+                f"one ends at {_show(last_value(coords[a]))}, the other starts at "
+                f"{_show(first_value(coords[b]))}. "
                 "Two versions of the same period? List only one of them. Or, if this "
                 f"coordinate restarts in every file, set `concat_order: listed` to "
                 "concatenate the files in the order they are listed"
@@ -273,7 +280,7 @@ def _static_array(path, versions, concat_dim: str, plan: Plan, reader, keep_valu
                 f"{file_id} and {other_id}; such a variable must be the same in every file "
                 "(or be listed in drop_variables)"
             )
-    array = ArrayPlan(path, first, first.shape, first.chunks, refs=dict(first.refs))
+    array = ArrayPlan(path, first, first.shape, first.chunks, refs=first.refs.copy())
     if first.referenceable and not (first.loaded and keep_values):
         return array
     if not first.loaded:
@@ -285,7 +292,7 @@ def _static_array(path, versions, concat_dim: str, plan: Plan, reader, keep_valu
             )
         first = replace(first, data=reader(first))
         plan.copied_static[path] = (first.nbytes, first.undecodable)
-    array.refs, array.data = {}, first.data
+    array.refs, array.data = first.no_refs(), first.data
     array.chunks = _loaded_chunks(first.data, first)
     return array
 

@@ -1,36 +1,56 @@
-"""Writing a plan to Icechunk: arrays, virtual references, copied slabs; one commit.
+"""Committing a plan to Icechunk: what changed since the dataset's last commit, written as
+one new snapshot, tagged, with what changed in its message and metadata.
 
-A commit is all or nothing: nothing reaches the branch until ``session.commit`` succeeds, so
-a run killed half way leaves the repository as it was.  A commit whose inputs (manifest
-digests and config) equal those of the branch tip is not repeated.
+- Nothing changed (the inputs' digest equals the last commit's): no commit.
+- New files after the last ones, the rest unchanged: an append. The arrays grow, and only
+  their new chunks (and a last chunk the old end shared) are written.
+- Anything else (a file changed, dropped or inserted, a setting or a variable's structure
+  changed): the dataset is rewritten in one snapshot, and the log says which file forced it.
+
+Either the branch gets the one new snapshot, or nothing changes: a reference Icechunk
+refuses stops the commit, a first commit that fails removes the repository it created, and
+a writer that finds another commit on the branch rebases onto it when they changed
+different arrays (another dataset of the same repository) and fails, naming it, otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable
-from datetime import datetime, timedelta
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import icechunk
-import numpy as np
 import zarr
-from xarray.backends.zarr import FillValueCoder
 
-from nc2ice.access import Access
+from nc2ice.access import Access, local_path
 from nc2ice.chunks import read_region
-from nc2ice.codecs import zarr_pipeline
 from nc2ice.combine import ArrayPlan, Plan
 from nc2ice.errors import CommitError
-from nc2ice.manifest import Variable
+from nc2ice.writer import (
+    PART_REFERENCES,
+    Writer,
+    create_array,
+    layout,
+    nonfinite_attributes,
+    store_attrs,
+    write_copies,
+    write_references,
+)
 
 log = logging.getLogger(__name__)
 BRANCH = "main"
 PACKAGES = ("nc2ice", "virtualizarr", "icechunk", "zarr", "xarray", "obstore", "h5py", "snakemake")
+SHARD_REFERENCES = 500_000  # references per manifest shard: a reader loads only those it needs
 
 
 def package_versions() -> dict[str, str]:
@@ -52,142 +72,354 @@ def open_repository(store_url: str, access: Access) -> icechunk.Repository:
     )
 
 
-def _open_for_writing(store_url: str, access: Access, prefixes: list[str]):
-    """Open or create a repository with a container for each of ``prefixes``."""
-    storage = access.storage(store_url)
-    config = access.repository_config(prefixes)
-    creds = access.authorize(prefixes)
-    exists = icechunk.Repository.exists(storage)
-    repository = icechunk.Repository.open if exists else icechunk.Repository.create
-    return repository(storage, config=config, authorize_virtual_chunk_access=creds)
+def last_commit(repo: icechunk.Repository, dataset: str) -> tuple[str, dict[str, Any]] | None:
+    """The latest snapshot on the branch that committed ``dataset``, and its metadata."""
+    for snapshot in repo.ancestry(branch=BRANCH):
+        metadata = dict(snapshot.metadata or {})
+        if metadata.get("dataset") == dataset:
+            return snapshot.id, metadata
+    return None
 
 
-def tip_metadata(repo: icechunk.Repository) -> tuple[str, dict[str, Any]]:
-    snapshot = next(iter(repo.ancestry(branch=BRANCH)))
-    return snapshot.id, dict(snapshot.metadata or {})
+# -- what changed ---------------------------------------------------------------------------
+
+
+@dataclass
+class Change:
+    action: str  # "unchanged", "created", "appended", "rewritten"
+    why: str = ""  # what forced a rewrite
+    appended: list[str] = field(default_factory=list)
+    rescanned: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    steps: int = 0  # appended along the concatenation dimension
+    start: dict[str, int] = field(default_factory=dict)  # appends: each array's old length
+
+    def summary(self) -> str:
+        if self.action == "appended":
+            return f"appended {len(self.appended)} file(s) ({self.steps} steps)"
+        if self.action == "rewritten":
+            counts = f"{len(self.appended)} new, {len(self.rescanned)} rescanned, "
+            return f"rewritten because {self.why} ({counts}{len(self.dropped)} dropped)"
+        return self.action
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "summary": self.summary(),
+            "appended": self.appended,
+            "rescanned": self.rescanned,
+            "dropped": self.dropped,
+        }
+
+
+def decide(plan: Plan, metadata: dict[str, Any], previous: dict[str, Any] | None, stored) -> Change:
+    """Compare a plan with the dataset's last commit (its metadata, and ``stored``: the
+    committed arrays' metadata by path, or None when the dataset has no arrays yet)."""
+    if previous is None:
+        return Change("created", appended=list(plan.files))
+    if previous.get("input_digest") == metadata["input_digest"]:
+        return Change("unchanged")
+    before = list(previous.get("order", []))
+    old = {f: s.get("manifest_sha256") for f, s in previous.get("sources", {}).items()}
+    new = {f: s["manifest_sha256"] for f, s in metadata["sources"].items()}
+    change = Change(
+        "rewritten",
+        appended=[f for f in plan.files if f not in old],
+        rescanned=[f for f in before if f in new and new[f] != old.get(f)],
+        dropped=[f for f in before if f not in new],
+    )
+    change.why = _why_rewrite(plan, metadata, previous, before, change) or ""
+    if not change.why:
+        change.why = _why_not_appendable(plan, stored, change) or ""
+    if not change.why:
+        change.action = "appended"
+    return change
+
+
+def _why_rewrite(plan, metadata, previous, before: list[str], change: Change) -> str | None:
+    if previous.get("config") != metadata["config"]:
+        keys = sorted(
+            k
+            for k in set(previous.get("config", {})) | set(metadata["config"])
+            if previous.get("config", {}).get(k) != metadata["config"].get(k)
+        )
+        return f"the dataset's settings changed ({', '.join(keys)})"
+    if change.rescanned:
+        return f"{change.rescanned[0]} changed since the last commit (rescanned)"
+    if change.dropped:
+        return f"{change.dropped[0]} is no longer a source"
+    if plan.files[: len(before)] != before:
+        inside = next(f for f, b in zip(plan.files, before, strict=False) if f != b)
+        return f"{inside} is new and falls inside the range already committed"
+    return None
+
+
+def _why_not_appendable(plan: Plan, stored: dict[str, dict] | None, change: Change) -> str | None:
+    """Appending keeps every committed chunk; it needs every array as it was, but longer."""
+    if stored is None:
+        return "the store holds no arrays for the dataset"
+    if set(stored) != set(plan.arrays):
+        added = sorted(set(plan.arrays) - set(stored)) or sorted(set(stored) - set(plan.arrays))
+        return f"the variables changed ({', '.join(added)})"
+    for path, array in plan.arrays.items():
+        before, now = stored[path], _would_be(array)
+        old_shape, new_shape = before.pop("shape"), now.pop("shape")
+        if before != now:
+            return f"{path!r} is stored differently now (chunks, codecs, type or attributes)"
+        if array.axis is None and old_shape != new_shape:
+            return f"{path!r} changed its shape"
+        if array.axis is not None:
+            if old_shape[1:] != new_shape[1:] or new_shape[0] < old_shape[0]:
+                return f"{path!r} changed its shape"
+            change.start[path] = old_shape[0]
+            change.steps = max(change.steps, new_shape[0] - old_shape[0])
+    return None
+
+
+def _would_be(array: ArrayPlan) -> dict[str, Any]:
+    """The Zarr metadata the array gets, from a throwaway in-memory store."""
+    root = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3)
+    return dict(create_array(root, array, layout(array)).metadata.to_dict())
+
+
+def stored_arrays(repo: icechunk.Repository, group: str) -> dict[str, dict] | None:
+    """The committed arrays of a dataset's group: their metadata by path."""
+    store = repo.readonly_session(branch=BRANCH).store
+    try:
+        root = zarr.open_group(store, path=group or None, mode="r", zarr_format=3)
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+        return None
+    found = {}
+    for path, array in root.members(max_depth=None):
+        if isinstance(array, zarr.Array):
+            found[path] = dict(array.metadata.to_dict())
+    return found or None
+
+
+# -- committing -------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    snapshot: str
+    new: bool
+    change: Change
+    tag: str | None = None
+    parts: int = 0
 
 
 def commit_plan(
     plan: Plan,
     *,
+    dataset: str,
     store_url: str,
+    group: str,
     access: Access,
     prefixes: list[str],
-    message: str,
     metadata: dict[str, Any],
     checksums: dict[str, str | datetime],
-) -> tuple[str, bool]:
-    """Write ``plan`` and commit; return the snapshot id and whether a new commit was made.
-
-    Either the branch gets one new snapshot holding the whole plan, or nothing changes: a
-    reference Icechunk refuses stops the commit, and a repository this call created is
-    removed again when the first commit fails."""
-    layouts = {path: _layout(array) for path, array in plan.arrays.items()}  # fails early
-    created = not icechunk.Repository.exists(access.storage(store_url))
-    try:
-        repo = _open_for_writing(store_url, access, prefixes)
-        snapshot, tip = tip_metadata(repo)
-        if tip.get("input_digest") == metadata["input_digest"]:
-            log.info(
-                "%s: already holds these inputs (snapshot %s); nothing to commit",
+    part_references: int = PART_REFERENCES,
+) -> Outcome:
+    """Commit ``plan`` as the dataset's new state (see the module's docstring)."""
+    for array in plan.arrays.values():  # a codec no reader has fails here, before any write
+        layout(array)
+    storage = access.storage(store_url)
+    created = not icechunk.Repository.exists(storage)
+    with _local_lock(store_url):
+        try:
+            return _commit(
+                plan,
+                dataset,
                 store_url,
-                snapshot,
+                group,
+                access,
+                prefixes,
+                metadata,
+                checksums,
+                part_references,
             )
-            return snapshot, False
-        repo.save_config()
-        session = repo.writable_session(BRANCH)
-        root = zarr.open_group(session.store, mode="w", zarr_format=3)
-        for group, attrs in plan.group_attrs.items():
-            target = root.require_group(group) if group else root
-            target.attrs.update(store_attrs(attrs))
-        reader = _reader(access)
-        for path, array in plan.arrays.items():
-            _write_array(session.store, root, array, layouts[path], checksums, reader)
-        snapshot = session.commit(message, metadata=metadata)
-    except BaseException:
-        if created:
-            access.remove_repository(store_url)
-        raise
-    log.info("%s: committed snapshot %s", store_url, snapshot)
-    return snapshot, True
+        except BaseException:
+            if created:
+                access.remove_repository(store_url)
+            raise
 
 
-def _reader(access: Access) -> Callable[[Variable, tuple[slice, ...]], np.ndarray]:
-    return lambda var, region: read_region(var, region, access)
+def _commit(
+    plan, dataset, store_url, group, access, prefixes, metadata, checksums, part_references
+):
+    repo = _open_for_writing(store_url, access, prefixes, plan)
+    found = last_commit(repo, dataset)
+    previous = found[1] if found else None
+    change = decide(plan, metadata, previous, stored_arrays(repo, group) if found else None)
+    if change.action == "unchanged":
+        log.info(
+            "%s: already holds these inputs (snapshot %s); nothing to commit", store_url, found[0]
+        )
+        return Outcome(found[0], False, change)
+    repo.save_config()
+    _clear_work_branches(repo, dataset)
+    metadata = {**metadata, "group": group, "change": change.record()}
+    message = f"{dataset}: {change.summary()}: {len(plan.files)} files"
+    label = f"{dataset} {change.action}"
+    tip = repo.lookup_branch(BRANCH)
+    references = _references(plan, change)
+    work = f"nc2ice-{dataset}-{uuid.uuid4().hex[:8]}" if references > part_references else None
+    if work:
+        repo.create_branch(work, tip)
+    try:
+        writer = Writer(repo, work or BRANCH, part_references, label)
+        _write(writer, plan, group, change, checksums, access)
+        snapshot = writer.commit(message, metadata)
+        if work:
+            _publish(repo, snapshot, tip)
+    finally:
+        if work:
+            repo.delete_branch(work)
+    tag = _tag(repo, dataset, snapshot, metadata["input_digest"])
+    log.info("%s: %s; committed snapshot %s, tagged %s", dataset, change.summary(), snapshot, tag)
+    return Outcome(snapshot, True, change, tag, len(writer.parts))
 
 
-def _layout(array: ArrayPlan) -> dict[str, Any]:
-    """dtype and codecs of the store's array: the files' own where the store references
-    them, Zarr's defaults where its chunks are all written by the commit."""
-    if array.data is not None:
-        dtype = array.data.dtype
-        return {"dtype": dtype, "filters": None, "serializer": "auto", "compressors": "auto"}
-    template = array.template
-    dtype = template.np_dtype
-    if not template.referenceable:
-        return {"dtype": dtype, "filters": None, "serializer": "auto", "compressors": "auto"}
-    filters, serializer, compressors = zarr_pipeline(dtype, template.filters, template.compressor)
-    return {
-        "dtype": dtype,
-        "filters": filters,
-        "serializer": serializer,
-        "compressors": compressors,
-    }
+def _open_for_writing(store_url: str, access: Access, prefixes: list[str], plan: Plan):
+    """Open or create a repository with a container for each of ``prefixes`` (and those it
+    had), its manifests split along the concatenation dimension."""
+    storage = access.storage(store_url)
+    exists = icechunk.Repository.exists(storage)
+    if exists:
+        had = icechunk.Repository.open(storage).config.virtual_chunk_containers or {}
+        prefixes = sorted(set(prefixes) | set(had))
+    config = access.repository_config(prefixes)
+    splitting = _splitting(plan)
+    if splitting is not None:
+        config.manifest = icechunk.ManifestConfig(splitting=splitting)
+    creds = access.authorize(prefixes)
+    repository = icechunk.Repository.open if exists else icechunk.Repository.create
+    return repository(storage, config=config, authorize_virtual_chunk_access=creds)
 
 
-def _write_array(store, root: zarr.Group, array: ArrayPlan, layout, checksums, reader) -> None:
-    template = array.template
-    dtype = layout["dtype"]
-    attrs = store_attrs(template.attrs)
-    fill = template.attrs.get("_FillValue")
-    if fill is not None:
-        attrs["_FillValue"] = FillValueCoder.encode(fill, dtype) if dtype.kind in "fc" else fill
-    parent = root.require_group(template.group) if template.group else root
-    zarray = parent.create_array(
-        name=template.name,
-        shape=array.shape,
-        chunks=array.chunks,
-        fill_value=_zarr_fill(fill if fill is not None else template.storage_fill, dtype),
-        dimension_names=template.dims,
-        attributes=attrs,
-        **layout,
+def _splitting(plan: Plan) -> icechunk.ManifestSplittingConfig | None:
+    """Manifest shards of about SHARD_REFERENCES along the concatenation dimension."""
+    virtual = [a for a in plan.arrays.values() if a.axis is not None and a.data is None]
+    if not virtual:
+        return None
+    per_step = max(
+        math.prod(math.ceil(s / c) for s, c in zip(a.shape[1:], a.chunks[1:])) for a in virtual
     )
-    if array.data is not None:
-        zarray[...] = array.data
-        return
-    _set_references(store, template.path, array.refs, checksums)
-    for lo, hi in array.copy_slabs():
-        zarray[lo:hi] = _slab(array, lo, hi, dtype, reader)
+    dim = virtual[0].template.dims[0]
+    size = max(1, SHARD_REFERENCES // max(1, per_step))
+    return icechunk.ManifestSplittingConfig.from_dict(
+        {
+            icechunk.ManifestSplitCondition.AnyArray(): {
+                icechunk.ManifestSplitDimCondition.DimensionName(f"^{dim}$"): size
+            }
+        }
+    )
 
 
-def _set_references(store, path: str, refs, checksums) -> None:
-    specs = [
-        icechunk.VirtualChunkSpec(
-            index=list(index),
-            location=url,
-            offset=offset,
-            length=length,
-            **_checksum(url, checksums),
-        )
-        for index, (url, offset, length) in refs.items()
-    ]
-    if not specs:
+def _references(plan: Plan, change: Change) -> int:
+    if change.action != "appended":
+        return sum(len(a.refs) for a in plan.arrays.values())
+    return sum(
+        int((a.refs.lengths[_first_chunk(a, change) :] > 0).sum())
+        for a in plan.arrays.values()
+        if a.data is None and a.axis is not None
+    )
+
+
+def _first_chunk(array: ArrayPlan, change: Change) -> int:
+    """The first grid index an append writes: the chunk holding the old end onwards."""
+    return change.start.get(array.path, 0) // array.chunks[0]
+
+
+def _write(
+    writer: Writer, plan: Plan, group: str, change: Change, checksums, access: Access
+) -> None:
+    reader = lambda var, region: read_region(var, region, access)  # noqa: E731
+    if change.action == "appended":
+        _append(writer, plan, group, change, checksums, reader)
         return
-    refused = store.set_virtual_refs(path, specs, validate_containers=True)
-    if refused:
-        index = tuple(refused[0])
-        url = refs[index][0]
+    root = zarr.open_group(writer.store, path=group or None, mode="w", zarr_format=3)
+    for name, attrs in plan.group_attrs.items():
+        target = root.require_group(name) if name else root
+        target.attrs.update(store_attrs(attrs))
+    for path, array in plan.arrays.items():
+        # the writer's session changes when it commits a part: open the group in this one
+        root = zarr.open_group(writer.store, path=group or None, mode="r+", zarr_format=3)
+        zarray = create_array(root, array, layout(array))
+        if array.data is not None:
+            zarray[...] = array.data
+            continue
+        where = _join(group, path)
+        write_references(writer, where, array.refs, checksums)
+        write_copies(writer, where, array, reader)
+
+
+def _append(writer: Writer, plan: Plan, group: str, change: Change, checksums, reader) -> None:
+    for path, array in plan.arrays.items():
+        if array.axis is None:
+            continue  # unchanged: it comes from the first file
+        where = _join(group, path)
+        zarray = zarr.open_array(writer.store, path=where, mode="r+", zarr_format=3)
+        old = change.start[path]
+        zarray.resize(array.shape)
+        if array.data is not None:
+            zarray[old:] = array.data[old:]
+            continue
+        first = _first_chunk(array, change)
+        write_references(writer, where, array.refs, checksums, start=first)
+        write_copies(writer, where, array, reader, start=first)
+
+
+def _join(group: str, path: str) -> str:
+    return f"{group}/{path}" if group else path
+
+
+def _publish(repo: icechunk.Repository, snapshot: str, tip: str) -> None:
+    """Move the branch to the last part, if nobody moved it meanwhile."""
+    try:
+        repo.reset_branch(BRANCH, snapshot, from_snapshot_id=tip)
+    except icechunk.IcechunkError:
+        now = next(iter(repo.ancestry(branch=BRANCH)))
         raise CommitError(
-            f"Icechunk refused {len(refused)} reference(s) of {path!r}, e.g. chunk {index} "
-            f"in {url}: no virtual chunk container of the repository matches that URL"
-        )
+            f"another run committed snapshot {now.id} ({now.message!r}) to {BRANCH!r} while "
+            "this one was writing; nothing of this run was committed: run again"
+        ) from None
 
 
-def _checksum(url: str, checksums: dict[str, str | datetime]) -> dict[str, Any]:
-    value = checksums.get(url)
-    if isinstance(value, str):
-        return {"etag_checksum": value}
-    return {"last_updated_at_checksum": value}
+def _clear_work_branches(repo: icechunk.Repository, dataset: str) -> None:
+    """Work branches a killed run left behind hold only parts nobody will publish."""
+    for branch in repo.list_branches():
+        if branch.startswith(f"nc2ice-{dataset}-"):
+            repo.delete_branch(branch)
+
+
+def _tag(repo: icechunk.Repository, dataset: str, snapshot: str, digest: str) -> str:
+    tag = f"{dataset}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{digest[:8]}"
+    repo.create_tag(tag, snapshot)
+    return tag
+
+
+@contextlib.contextmanager
+def _local_lock(store_url: str) -> Iterator[None]:
+    """Icechunk's local storage is not safe for two commits at once: refuse the second."""
+    if not store_url.startswith("file://"):
+        yield
+        return
+    path = local_path(store_url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = Path(f"{path}.lock")
+    with lock.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CommitError(
+                f"{store_url}: another run is committing to this store now, and a store on a "
+                "local filesystem is not safe for two commits at once: wait for it to finish, "
+                "or keep the store on S3, where concurrent commits are safe"
+            ) from None
+        except OSError:  # a filesystem without locks (some Lustre mounts): go on
+            pass
+        yield
 
 
 def attribute_types(plan: Plan) -> dict[str, dict[str, Any]]:
@@ -208,46 +440,6 @@ def attribute_types(plan: Plan) -> dict[str, dict[str, Any]]:
         if entry["types"] or entry["nonfinite"]:
             found[kind][path] = entry
     return found
-
-
-def store_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    """Attributes as Icechunk can hold them: its metadata is strict JSON, which has no NaN or
-    Infinity, so such floats are written as the strings "NaN", "Infinity", "-Infinity" (the
-    spelling Zarr uses for fill values); ``nonfinite_attributes`` lists them."""
-    return {k: _finite(v) for k, v in attrs.items() if k != "_FillValue"}
-
-
-def nonfinite_attributes(attrs: dict[str, Any]) -> list[str]:
-    return sorted(k for k, v in attrs.items() if k != "_FillValue" and _finite(v) != v)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return value
-
-
-def _slab(array: ArrayPlan, lo: int, hi: int, dtype: np.dtype, reader) -> np.ndarray:
-    out = np.empty((hi - lo, *array.shape[1:]), dtype=dtype)
-    for part in array.parts:
-        a, b = max(lo, part.offset), min(hi, part.offset + part.var.shape[0])
-        if a >= b:
-            continue
-        region = (slice(a - part.offset, b - part.offset),) + tuple(
-            slice(0, n) for n in array.shape[1:]
-        )
-        out[a - lo : b - lo] = reader(part.var, region)
-    return out
-
-
-def _zarr_fill(fill: Any, dtype: np.dtype) -> Any:
-    if fill is None:
-        return None
-    if dtype.kind in "SU":
-        return fill
-    return np.array(fill).astype(dtype).item()
 
 
 def checksum_time(last_modified: str) -> datetime | None:

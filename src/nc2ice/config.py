@@ -64,8 +64,14 @@ def store_settings(dataset: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in dataset.items() if k not in VALIDATION_ONLY}
 
 
-def store_url(config: dict[str, Any], name: str) -> str:
+def store_location(config: dict[str, Any], name: str) -> tuple[str, str]:
+    """Where a dataset is stored: (repository URL, group in it).  By default each dataset
+    has a repository of its own under ``store.root``; with ``store.repository`` all
+    datasets share one, each in the group named after it."""
     from nc2ice.access import normalize_url
 
+    shared = config["store"].get("repository")
+    if shared:
+        return normalize_url(str(shared)), name
     root = str(config["store"]["root"]).rstrip("/")
-    return normalize_url(f"{root}/{name}.icechunk")
+    return normalize_url(f"{root}/{name}.icechunk"), ""

@@ -180,7 +180,7 @@ def _reencode_times(path: str, versions):
     for (fid, var), numbers in zip(versions, decoded, strict=True):
         var.data = numbers.astype(dtype)
         var.dtype = dtype.str
-        var.refs, var.virtual = {}, False  # the stored numbers differ from the file's now
+        var.refs, var.virtual = var.no_refs(), False  # the stored numbers differ now
         var.attrs = {**var.attrs, "units": units, "calendar": ref.attrs.get("calendar", cal)}
         out.append((fid, var))
     return out
@@ -210,5 +210,5 @@ def _decoded(var: Variable) -> Variable:
     var.data, var.dtype = values, "<f8"
     var.attrs = {**attrs, "_FillValue": float("nan")}
     var.filters = var.compressor = None
-    var.refs, var.virtual = {}, False  # the stored numbers differ from the file's now
+    var.refs, var.virtual = var.no_refs(), False  # the stored numbers differ now
     return var

@@ -17,9 +17,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
-from itertools import product
 
-from nc2ice.manifest import ChunkRef, Variable
+import numpy as np
+
+from nc2ice.manifest import Variable
+from nc2ice.refs import ChunkRefs
 
 
 class Fate(StrEnum):
@@ -41,7 +43,7 @@ class Part:
 @dataclass
 class GridPlan:
     chunks: tuple[int, ...]
-    refs: dict[tuple[int, ...], ChunkRef]
+    refs: ChunkRefs
     copy: list[int]  # grid chunk indices along the axis whose slabs are copied
     fates: dict[str, dict[Fate, int]] = field(default_factory=dict)  # per file: grid chunks
     copied_bytes: dict[str, int] = field(default_factory=dict)  # per file: bytes copied
@@ -70,14 +72,16 @@ def template_of(parts: list[Part]) -> Variable:
 
 
 def plan_grid(parts: list[Part], axis: int, shape: tuple[int, ...], template: Variable) -> GridPlan:
+    if axis != 0:
+        raise ValueError("files are concatenated along their first dimension")
     parts = [
         p if signature(p.var) == signature(template) or not p.var.referenceable else _foreign(p)
         for p in parts
     ]
-    candidates = _candidates(parts, axis)
-    scored = [(_cost(parts, axis, shape, g), g) for g in candidates]
+    candidates = _candidates(parts)
+    scored = [(_cost(parts, shape, g), g) for g in candidates]
     _, best = min(scored, key=lambda s: (s[0][0], s[0][1], -math.prod(s[1])))
-    return _build(parts, axis, shape, best)
+    return _build(parts, shape, best)
 
 
 def _foreign(part: Part) -> Part:
@@ -85,115 +89,140 @@ def _foreign(part: Part) -> Part:
     return Part(part.file_id, part.var, part.offset, foreign=True)
 
 
-def _candidates(parts: list[Part], axis: int) -> list[tuple[int, ...]]:
+def _candidates(parts: list[Part]) -> list[tuple[int, ...]]:
     """Each file's own chunking, and the same aligned to every file boundary: the largest
     step that divides the lengths of all files but the last (and all chunk lengths)."""
     virtual = [p for p in parts if p.var.referenceable and not p.foreign] or parts
     lengths = 0
     for p in parts[:-1]:
-        lengths = math.gcd(lengths, p.var.shape[axis])
+        lengths = math.gcd(lengths, p.var.shape[0])
     everything = lengths
     for p in virtual:
-        everything = math.gcd(everything, p.var.chunks[axis])
+        everything = math.gcd(everything, p.var.chunks[0])
     found: dict[tuple[int, ...], None] = {}
     for p in virtual:
         chunks = p.var.chunks
         found[chunks] = None
-        for step in (math.gcd(lengths, chunks[axis]), everything):
+        for step in (math.gcd(lengths, chunks[0]), everything):
             if step:
-                found[chunks[:axis] + (step,) + chunks[axis + 1 :]] = None
+                found[(step, *chunks[1:])] = None
     return list(found)
 
 
-def _classify(part: Part, axis: int, total: int, grid: tuple[int, ...]) -> dict[int, Fate]:
-    var, start, n, step = part.var, part.offset, part.var.shape[axis], grid[axis]
+AS_IS, SPLIT, COPY = 0, 1, 2
+_FATES = {AS_IS: Fate.AS_IS, SPLIT: Fate.SPLIT, COPY: Fate.COPY}
+
+
+def _classify(part: Part, total: int, grid: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The grid chunks along the axis that the part touches, and the fate of each."""
+    var, start, n, step = part.var, part.offset, part.var.shape[0], grid[0]
     stored = var.chunks
-    others_fit = all(stored[j] == grid[j] for j in range(len(grid)) if j != axis)
-    splittable = var.referenceable and var.uncompressed and _nests(stored, grid, axis)
-    fates = {}
-    for g in range(start // step, math.ceil((start + n) / step)):
-        lo, hi = g * step, min((g + 1) * step, total)
-        local = lo - start
-        if not var.referenceable or part.foreign or lo < start or hi > start + n:
-            fates[g] = Fate.COPY
-        elif others_fit and stored[axis] == step and local % step == 0:
-            fates[g] = Fate.AS_IS
-        elif splittable and local % stored[axis] + step <= stored[axis]:
-            fates[g] = Fate.SPLIT
-        else:
-            fates[g] = Fate.COPY
-    return fates
+    g = np.arange(start // step, math.ceil((start + n) / step), dtype=np.int64)
+    lo = g * step
+    hi = np.minimum(lo + step, total)
+    local = lo - start
+    copy = (lo < start) | (hi > start + n)
+    if not var.referenceable or part.foreign:
+        copy[:] = True
+    fates = np.full(g.shape, COPY, dtype=np.int8)
+    if all(stored[j] == grid[j] for j in range(1, len(grid))) and stored[0] == step:
+        fates[~copy & (local % step == 0)] = AS_IS
+    if var.referenceable and var.uncompressed and _nests(stored, grid):
+        fates[~copy & (fates == COPY) & (local % stored[0] + step <= stored[0])] = SPLIT
+    return g, fates
 
 
-def _nests(stored: tuple[int, ...], grid: tuple[int, ...], axis: int) -> bool:
+def _nests(stored: tuple[int, ...], grid: tuple[int, ...]) -> bool:
     """Whether each grid chunk is one contiguous run of bytes inside a stored chunk."""
-    if any(stored[j] % grid[j] for j in range(len(grid)) if j != axis):
+    if any(stored[j] % grid[j] for j in range(1, len(grid))):
         return False
-    if grid[axis] > stored[axis]:
+    if grid[0] > stored[0]:
         return False
     leading = next((j for j, g in enumerate(grid) if g != 1), len(grid) - 1)
     return all(grid[j] == stored[j] for j in range(leading + 1, len(grid)))
 
 
-def _slab_bytes(shape: tuple[int, ...], axis: int, lo: int, hi: int, itemsize: int) -> int:
-    others = math.prod(s for j, s in enumerate(shape) if j != axis)
-    return (hi - lo) * others * itemsize
+def _slab_bytes(shape: tuple[int, ...], lo: np.ndarray, hi: np.ndarray, itemsize: int) -> int:
+    return int((hi - lo).sum()) * math.prod(shape[1:]) * itemsize
 
 
-def _cost(parts: list[Part], axis: int, shape: tuple[int, ...], grid) -> tuple[int, int]:
-    total = shape[axis]
+def _cost(parts: list[Part], shape: tuple[int, ...], grid) -> tuple[int, int]:
+    total, step = shape[0], grid[0]
     itemsize = parts[0].var.np_dtype.itemsize
-    copy: set[int] = set()
-    refs = 0
-    per_slab = math.prod(math.ceil(s / g) for j, (s, g) in enumerate(zip(shape, grid)) if j != axis)
-    for part in parts:
-        for g, fate in _classify(part, axis, total, grid).items():
-            if fate is Fate.COPY:
-                copy.add(g)
-            else:
-                refs += per_slab
-    step = grid[axis]
-    copied = sum(
-        _slab_bytes(shape, axis, g * step, min((g + 1) * step, total), itemsize) for g in copy
-    )
+    per_slab = math.prod(math.ceil(s / c) for s, c in zip(shape[1:], grid[1:]))
+    fates = [_classify(part, total, grid) for part in parts]
+    copy = np.unique(np.concatenate([g[f == COPY] for g, f in fates]))
+    refs = sum(int(np.count_nonzero(f != COPY)) for _, f in fates) * per_slab
+    copied = _slab_bytes(shape, copy * step, np.minimum((copy + 1) * step, total), itemsize)
     return copied, refs
 
 
-def _build(parts: list[Part], axis: int, shape: tuple[int, ...], grid) -> GridPlan:
-    total, step = shape[axis], grid[axis]
+def _build(parts: list[Part], shape: tuple[int, ...], grid) -> GridPlan:
+    total, step = shape[0], grid[0]
     itemsize = parts[0].var.np_dtype.itemsize
-    plan = GridPlan(chunks=tuple(grid), refs={}, copy=[])
-    fates_by_part = [_classify(p, axis, total, grid) for p in parts]
-    copy = {g for fates in fates_by_part for g, f in fates.items() if f is Fate.COPY}
-    plan.copy = sorted(copy)
-    other_ranges = [
-        range(math.ceil(s / c)) if j != axis else range(1)
-        for j, (s, c) in enumerate(zip(shape, grid))
-    ]
-    for part, fates in zip(parts, fates_by_part, strict=True):
-        counts = dict.fromkeys(Fate, 0)
-        copied = 0
-        for g, fate in fates.items():
-            fate = Fate.COPY if g in copy else fate
-            counts[fate] += 1
-            lo, hi = g * step, min((g + 1) * step, total)
-            if fate is Fate.COPY:
-                a, b = max(lo, part.offset), min(hi, part.offset + part.var.shape[axis])
-                copied += _slab_bytes(shape, axis, a, b, itemsize)
-                continue
-            for other in product(*other_ranges):
-                index = tuple(g if j == axis else other[j] for j in range(len(grid)))
-                ref = _ref_for(part, axis, grid, index, fate)
-                if ref is not None:
-                    plan.refs[index] = ref
+    refs = ChunkRefs.empty(tuple(math.ceil(s / c) for s, c in zip(shape, grid)))
+    fates = [_classify(p, total, grid) for p in parts]
+    copy = np.unique(np.concatenate([g[f == COPY] for g, f in fates]))
+    plan = GridPlan(chunks=tuple(grid), refs=refs, copy=copy.tolist())
+    for part, (g, f) in zip(parts, fates, strict=True):
+        f = np.where(np.isin(g, copy), COPY, f)
+        counts = {_FATES[k]: int(np.count_nonzero(f == k)) for k in (AS_IS, SPLIT, COPY)}
+        _place_as_is(refs, part, g[f == AS_IS], step)
+        _place_split(refs, part, g[f == SPLIT], grid, itemsize)
+        copied = g[f == COPY]
+        lo = np.maximum(copied * step, part.offset)
+        hi = np.minimum(np.minimum((copied + 1) * step, total), part.offset + part.var.shape[0])
         plan.fates[part.file_id] = counts
-        plan.copied_bytes[part.file_id] = copied
+        plan.copied_bytes[part.file_id] = _slab_bytes(shape, lo, hi, itemsize)
         if counts[Fate.COPY]:
-            plan.reasons[part.file_id] = _why_copied(part, axis, grid)
+            plan.reasons[part.file_id] = _why_copied(part, grid)
     return plan
 
 
-def _why_copied(part: Part, axis: int, grid: tuple[int, ...]) -> str:
+def _place_as_is(refs: ChunkRefs, part: Part, g: np.ndarray, step: int) -> None:
+    """Grid chunks the file stores exactly: its references, unchanged."""
+    if not g.size:
+        return
+    source = part.var.refs
+    local = (g * step - part.offset) // part.var.chunks[0]
+    refs.offsets[g] = source.offsets[local]
+    refs.lengths[g] = source.lengths[local]
+    refs.file[g] = _file_ids(refs, source)[source.file[local]]
+
+
+def _place_split(refs: ChunkRefs, part: Part, g: np.ndarray, grid, itemsize: int) -> None:
+    """Grid chunks inside a larger uncompressed stored chunk: a byte range within it."""
+    if not g.size:
+        return
+    var, source = part.var, part.var.refs
+    stored = var.chunks
+    index = np.indices((g.size, *refs.grid[1:])).reshape(len(grid), -1)
+    start = [g[index[0]] * grid[0] - part.offset] + [
+        index[j] * grid[j] for j in range(1, len(grid))
+    ]
+    where = tuple(s // c for s, c in zip(start, stored, strict=True))
+    within = [s % c for s, c in zip(start, stored, strict=True)]
+    strides = [math.prod(stored[j + 1 :]) for j in range(len(stored))]
+    lengths = source.lengths[where]
+    written = lengths > 0
+    full = itemsize * math.prod(stored)
+    if np.any(lengths[written] != full):
+        url = source.urls[0] if source.urls else part.file_id
+        raise ValueError(f"{url}: {var.path!r} has an uncompressed chunk of an unexpected size")
+    target = (g[index[0]], *index[1:])
+    target = tuple(t[written] for t in target)
+    step = sum(w * s for w, s in zip(within, strides, strict=True))
+    refs.offsets[target] = (source.offsets[where] + itemsize * step)[written]
+    refs.lengths[target] = itemsize * math.prod(grid)
+    refs.file[target] = _file_ids(refs, source)[source.file[where]][written]
+
+
+def _file_ids(refs: ChunkRefs, source: ChunkRefs) -> np.ndarray:
+    """The index in ``refs.urls`` of each of ``source.urls``."""
+    return np.array([refs.url_id(u) for u in source.urls] or [0], dtype=np.int32)
+
+
+def _why_copied(part: Part, grid: tuple[int, ...]) -> str:
     var = part.var
     if var.undecodable:
         return var.undecodable
@@ -204,20 +233,3 @@ def _why_copied(part: Part, axis: int, grid: tuple[int, ...]) -> str:
     if var.chunks != tuple(grid) and not var.uncompressed:
         return f"its compressed chunks {var.chunks} do not fit the common grid {tuple(grid)}"
     return f"its length or position does not line up with the common grid {tuple(grid)}"
-
-
-def _ref_for(part: Part, axis: int, grid, index, fate: Fate) -> ChunkRef | None:
-    var, stored = part.var, part.var.chunks
-    start = [i * g for i, g in zip(index, grid)]
-    start[axis] -= part.offset
-    stored_index = tuple(s // c for s, c in zip(start, stored))
-    ref = var.refs.get(stored_index)
-    if ref is None or fate is Fate.AS_IS:
-        return ref
-    itemsize = var.np_dtype.itemsize
-    if ref[2] != itemsize * math.prod(stored):
-        raise ValueError(f"{ref[0]}: {var.path!r} chunk {stored_index} has an unexpected size")
-    within = [s % c for s, c in zip(start, stored)]
-    strides = [math.prod(stored[j + 1 :]) for j in range(len(stored))]
-    offset = ref[1] + itemsize * sum(w * s for w, s in zip(within, strides))
-    return (ref[0], offset, itemsize * math.prod(grid))

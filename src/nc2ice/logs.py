@@ -25,6 +25,7 @@ def quiet_libraries() -> None:
         warnings.filterwarnings("ignore", message=message)
     warnings.filterwarnings("ignore", category=UserWarning, module="xarray")
     warnings.filterwarnings("ignore", category=UserWarning, module="zarr")
+    logging.getLogger("hdf5plugin").setLevel(logging.WARNING)  # "filter already loaded"
 
 
 def setup_logging(logfile: str | None) -> None:

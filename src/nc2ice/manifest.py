@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-ChunkRef = tuple[str, int, int]
+from nc2ice.refs import ChunkRefs, Ref
+
+ChunkRef = Ref
 
 
 @dataclass
@@ -35,7 +37,7 @@ class Variable:
     attrs: dict[str, Any]  # CF attributes, _FillValue included
     filters: list[dict[str, Any]] | None = None  # numcodecs configs, zarr v2 semantics
     compressor: dict[str, Any] | None = None
-    refs: dict[tuple[int, ...], ChunkRef] = field(default_factory=dict)
+    refs: ChunkRefs = field(default_factory=dict)  # type: ignore[assignment] # a mapping is converted
     data: np.ndarray | None = None  # the raw (encoded) values, when loaded
     # Whether ``refs`` describe the data (a variable the file never wrote has none and is
     # still virtual); a variable that is only loaded (strings, compact layout) is not.
@@ -47,6 +49,13 @@ class Variable:
     # codec); such a variable is copied into the store, read through h5py.
     undecodable: str = ""
     attr_types: dict[str, str] = field(default_factory=dict)  # numpy types of numeric attrs
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.refs, ChunkRefs):
+            self.refs = ChunkRefs.from_mapping(self.chunk_grid(), self.refs)
+
+    def no_refs(self) -> ChunkRefs:
+        return ChunkRefs.empty(self.chunk_grid())
 
     @property
     def fill(self) -> Any:
@@ -126,7 +135,7 @@ def to_kerchunk(manifest: Manifest) -> dict[str, Any]:
         refs[f"{prefix}.zgroup"] = json.dumps({"zarr_format": 2})
         refs[f"{prefix}.zattrs"] = dumps_attrs(attrs)
     for var in manifest.variables.values():
-        refs.update(_variable_refs(var))
+        refs.update(_variable_refs(var, manifest.url))
     meta: dict[str, Any] = {
         "source": manifest.url,
         "notes": manifest.notes,
@@ -145,10 +154,11 @@ def to_kerchunk(manifest: Manifest) -> dict[str, Any]:
         "group_attr_types": {g: t for g, t in manifest.group_attr_types.items() if t},
     }
     meta.update({k: v for k, v in sections.items() if v})
-    return {"version": 1, "refs": refs, "nc2ice": meta}
+    # kerchunk's templates: the file's URL once, not in every reference
+    return {"version": 1, "templates": {"u": manifest.url}, "refs": refs, "nc2ice": meta}
 
 
-def _variable_refs(var: Variable) -> dict[str, Any]:
+def _variable_refs(var: Variable, url: str) -> dict[str, Any]:
     """A virtual variable as its references (kerchunk readers follow them); a variable that
     was only loaded as one inline chunk."""
     attrs = dict(var.attrs)
@@ -173,9 +183,9 @@ def _variable_refs(var: Variable) -> dict[str, Any]:
         key = ".".join("0" for _ in var.shape) or "0"
         out[f"{var.path}/{key}"] = _inline(var)
     else:
-        for index, (url, offset, length) in sorted(var.refs.items()):
+        for index, (where, offset, length) in var.refs.items():
             key = ".".join(map(str, index)) or "0"
-            out[f"{var.path}/{key}"] = [url, offset, length]
+            out[f"{var.path}/{key}"] = ["{{u}}" if where == url else where, offset, length]
     return out
 
 
@@ -295,17 +305,18 @@ def from_kerchunk(doc: dict[str, Any], source: str = "") -> Manifest:
         for key in refs
         if key.endswith(".zarray")
     }
+    chunks: dict[str, list[tuple[str, Any]]] = {path: [] for path in variables}
     for key, value in refs.items():
         path, _, leaf = key.rpartition("/")
-        if leaf.startswith(".") or path not in variables:
-            continue
+        if not leaf.startswith(".") and path in chunks:
+            chunks[path].append((leaf, value))
+    templates = doc.get("templates", {})
+    for path, found in chunks.items():
         var = variables[path]
-        if isinstance(value, str):
-            var.data, var.virtual = _decode_inline(value, var), False
-        else:
-            index = tuple(int(i) for i in leaf.split(".")) if var.shape else ()
-            url, offset, length = value
-            var.refs[index] = (url, int(offset), int(length))
+        if found and isinstance(found[0][1], str):
+            var.data, var.virtual = _decode_inline(found[0][1], var), False
+        elif found:
+            var.refs = _columns(var, found, templates)
     for path, value in meta.get("storage_fill", {}).items():
         variables[path].storage_fill = _decode_fill(value, variables[path].np_dtype)
     for path, value in meta.get("values", {}).items():
@@ -323,6 +334,28 @@ def from_kerchunk(doc: dict[str, Any], source: str = "") -> Manifest:
         identity=meta.get("identity", {}),
         scan=meta.get("scan", {}),
     )
+
+
+def _columns(var: Variable, found: list[tuple[str, Any]], templates: dict[str, str]) -> ChunkRefs:
+    """A variable's references from its chunk keys ("3.0.0": [url, offset, length])."""
+    refs = ChunkRefs.empty(var.chunk_grid())
+    urls = {u for _, (u, _, _) in found}
+    ids = {u: refs.url_id(_expand(u, templates)) for u in sorted(urls)}
+    if not var.shape:
+        ((_, (url, offset, length)),) = found
+        refs.set((), _expand(url, templates), offset, length)
+        return refs
+    where = tuple(np.array([leaf.split(".") for leaf, _ in found], dtype=np.int64).T)
+    refs.file[where] = [ids[u] for _, (u, _, _) in found]
+    refs.offsets[where] = [o for _, (_, o, _) in found]
+    refs.lengths[where] = [n for _, (_, _, n) in found]
+    return refs
+
+
+def _expand(url: str, templates: dict[str, str]) -> str:
+    if url.startswith("{{") and url.endswith("}}"):
+        return templates[url[2:-2]]
+    return url
 
 
 def _read_variable(key: str, refs: dict[str, Any]) -> Variable:

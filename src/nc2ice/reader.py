@@ -141,21 +141,37 @@ class SourceReader(io.RawIOBase):
         return self
 
     def fetch(self, start: int, end: int) -> None:
-        """The block-aligned range around [start, end)."""
+        """The block around [start, end), less what neighbouring cached ranges hold."""
         assert self.size is not None
-        start -= start % self.block_bytes
-        end = min(self.size, max(end, start + self.block_bytes))
-        data = bytes(obstore.get_range(self.store, self.path, start=start, end=end))
-        self._add(start, data)
+        lo = start - start % self.block_bytes
+        hi = min(self.size, max(end, lo + self.block_bytes))
+        i = bisect.bisect_right(self._starts, start)
+        if i:  # the cached range before: start after it
+            before = self._starts[i - 1] + len(self._segments[self._starts[i - 1]])
+            lo = max(lo, min(before, start))
+        if i < len(self._starts):  # the cached range after: stop before it
+            hi = min(hi, max(self._starts[i], end))
+        self._add(lo, bytes(obstore.get_range(self.store, self.path, start=lo, end=hi)))
 
     def _add(self, start: int, data: bytes) -> None:
+        """Cache a fetched range, merged with the ranges it touches (a read may span them)."""
         self.requests += 1
         self.bytes_read += len(data)
-        if start in self._segments and len(self._segments[start]) >= len(data):
-            return
-        if start not in self._segments:
-            bisect.insort(self._starts, start)
-        self._segments[start] = data
+        end = start + len(data)
+        i = bisect.bisect_left(self._starts, start)
+        if i and self._starts[i - 1] + len(self._segments[self._starts[i - 1]]) >= start:
+            i -= 1
+        pieces = []
+        while i < len(self._starts) and self._starts[i] <= end:
+            seg_start = self._starts.pop(i)
+            pieces.append((seg_start, self._segments.pop(seg_start)))
+        merged_start = min([start, *(p for p, _ in pieces)])
+        merged_end = max([end, *(p + len(d) for p, d in pieces)])
+        buffer = bytearray(merged_end - merged_start)
+        for seg_start, seg in [*pieces, (start, data)]:
+            buffer[seg_start - merged_start : seg_start - merged_start + len(seg)] = seg
+        bisect.insort(self._starts, merged_start)
+        self._segments[merged_start] = bytes(buffer)
 
     def _cached(self, start: int, end: int) -> bytes | None:
         """Bytes [start, end) from one cached segment, or None."""

@@ -35,13 +35,21 @@ def open_store_dataset(
     else:
         session = repo.readonly_session(branch=BRANCH)
     ds = xr.open_zarr(session.store, consolidated=False, group=group or None, chunks=None)
-    metadata = _snapshot(repo, snapshot).metadata or {}
-    return restore_attributes(ds, metadata.get("attributes", {}), group or "")
+    metadata = _dataset_metadata(repo, snapshot, group or "")
+    inside = (group or "").removeprefix(metadata.get("group", "")).strip("/")
+    return restore_attributes(ds, metadata.get("attributes", {}), inside)
 
 
-def _snapshot(repo: Any, snapshot: str | None) -> Any:
+def _dataset_metadata(repo: Any, snapshot: str | None, group: str) -> dict[str, Any]:
+    """The metadata of the last commit of the dataset holding ``group`` (in a repository
+    shared by datasets, the branch's tip may be another dataset's commit)."""
     history = repo.ancestry(snapshot_id=snapshot) if snapshot else repo.ancestry(branch=BRANCH)
-    return next(iter(history))
+    for info in history:
+        metadata = dict(info.metadata or {})
+        mine = metadata.get("group", "")
+        if "dataset" in metadata and (not mine or f"{group}/".startswith(f"{mine}/")):
+            return metadata
+    return {}
 
 
 def restore_attributes(ds: xr.Dataset, recorded: dict[str, Any], group: str) -> xr.Dataset:

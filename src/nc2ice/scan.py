@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 HDF5_USERBLOCK_OFFSETS = (0, 512, 1024, 2048, 4096)
-TAIL_BYTES = 256 << 10
 MAX_ROUNDS = 6  # restarts of a parse, then it fetches as it goes (a scattered layout)
 
 
@@ -89,7 +88,7 @@ def open_source(url: str, access: Access, head_bytes: int) -> Opened:
     if reader.read(8).startswith(HDF5_MAGIC):
         # netCDF-C writes the chunk indexes (and often the coordinates) last: the tail
         # now saves parsing the file twice.
-        reader.fetch_tail(TAIL_BYTES)
+        reader.fetch_tail(head_bytes)
     return Opened(url, reader=reader)
 
 

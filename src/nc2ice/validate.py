@@ -117,8 +117,10 @@ def validate(commit: dict[str, Any], access: Access, *, sample_chunks: int) -> V
         )
     }
     declared = report.get("dtype_differences", {})
+    root = commit.get("group", "")  # the dataset's group in a repository shared by datasets
     for group in commit.get("groups", [""]):
-        store_ds = open_store_dataset(commit["store"], access, group, commit["snapshot"])
+        inside = "/".join(p for p in (root, group) if p)
+        store_ds = open_store_dataset(commit["store"], access, inside, commit["snapshot"])
         for n, entry in enumerate(commit["files"]):
             with ExitStack() as stack:
                 source = functools.partial(open_source, entry["url"], access, stack, group or None)

@@ -3,6 +3,7 @@ import datetime
 from nc2ice import config as nc2ice_config
 from nc2ice.config import store_settings
 from nc2ice.connections import Budget
+from nc2ice.runlock import clear_stale_locks
 
 
 config = nc2ice_config.validate(
@@ -10,6 +11,8 @@ config = nc2ice_config.validate(
     workflow.source_path("../schemas/config.schema.yaml"),
 )
 DATASETS = list(config["datasets"])
+if workflow.is_main_process:  # a run killed with SIGKILL leaves Snakemake's locks behind
+    clear_stale_locks()
 DEMO_ARCHIVE = "resources/demo"
 # Every run asks the sources what changed: the listing's `asked_at` param is this moment,
 # so Snakemake reruns it each time (see "What reruns" in the README).

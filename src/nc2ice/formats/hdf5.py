@@ -28,6 +28,7 @@ from nc2ice.codecs import hdf5_codecs, undecodable
 from nc2ice.formats import Ranges, run_steps
 from nc2ice.formats.policy import AWKWARD_CAP, bounds_names, should_load
 from nc2ice.manifest import Manifest, Variable, dtype_str
+from nc2ice.refs import ChunkRefs
 
 _HIDDEN_ATTRS = {
     "REFERENCE_LIST",
@@ -187,7 +188,7 @@ def _variable(
     reason = _why_not_referenceable(ds)
     if reason is None:
         var.filters, var.compressor = hdf5_codecs(ds)
-        var.refs, var.virtual = _chunk_refs(ds, url), True
+        var.refs, var.virtual = _chunk_refs(ds, url, var.chunk_grid()), True
         var.undecodable = _undecodable(ds, var)
         if len(var.refs) < math.prod(var.chunk_grid()) and "_FillValue" not in var.attrs:
             var.storage_fill = ds.fillvalue.item()
@@ -262,24 +263,28 @@ def _packed_record(values: np.ndarray) -> np.ndarray:
     return values.astype(packed)
 
 
-def _chunk_refs(ds: h5py.Dataset, url: str) -> dict[tuple[int, ...], tuple[str, int, int]]:
+def _chunk_refs(ds: h5py.Dataset, url: str, grid: tuple[int, ...]) -> ChunkRefs:
+    refs = ChunkRefs.empty(grid, [url])
     dsid = ds.id
     if ds.chunks is None:
         offset = dsid.get_offset()
-        if offset is None:
-            return {}  # never written: reads as the fill value
-        return {tuple(0 for _ in ds.shape): (url, int(offset), int(dsid.get_storage_size()))}
-    refs = {}
+        if offset is not None:  # else never written: reads as the fill value
+            refs.offsets[...], refs.lengths[...] = offset, dsid.get_storage_size()
+        return refs
+    found: list[tuple[tuple[int, ...], int, int]] = []
 
     def add(info: Any) -> None:
-        index = tuple(o // c for o, c in zip(info.chunk_offset, ds.chunks, strict=True))
-        refs[index] = (url, int(info.byte_offset), int(info.size))
+        found.append((info.chunk_offset, info.byte_offset, info.size))
 
     if callable(getattr(dsid, "chunk_iter", None)):
         dsid.chunk_iter(add)
     else:
         for i in range(dsid.get_num_chunks()):
             add(dsid.get_chunk_info(i))
+    if found:
+        where = tuple((np.array([f[0] for f in found]) // np.array(ds.chunks)).T)
+        refs.offsets[where] = [f[1] for f in found]
+        refs.lengths[where] = [f[2] for f in found]
     return refs
 
 

@@ -24,6 +24,7 @@ from nc2ice.errors import ScanError
 from nc2ice.formats import Ranges, run_steps
 from nc2ice.formats.policy import COORDINATE_CAP, bounds_names, should_load
 from nc2ice.manifest import Manifest, Variable
+from nc2ice.refs import ChunkRefs
 
 _TYPES = {1: "i1", 2: "S1", 3: ">i2", 4: ">i4", 5: ">f4", 6: ">f8"}
 _TYPES_CDF5 = {7: "u1", 8: ">u2", 9: ">u4", 10: ">i8", 11: ">u8"}
@@ -156,13 +157,12 @@ def netcdf3_steps(
             virtual=True,
         )
         nbytes = v.dtype.itemsize * math.prod(var.chunks)
-        if is_record:
-            var.refs = {
-                (i,) + (0,) * (len(shape) - 1): (url, v.begin + i * recsize, nbytes)
-                for i in range(numrecs)
-            }
+        var.refs = ChunkRefs.empty(var.chunk_grid(), [url])
+        if is_record:  # one chunk per record, a record's size apart
+            var.refs.offsets.reshape(-1)[:] = v.begin + recsize * np.arange(numrecs)
+            var.refs.lengths[...] = nbytes
         elif math.prod(shape) > 0:
-            var.refs = {(0,) * len(shape): (url, v.begin, nbytes)}
+            var.refs.offsets[...], var.refs.lengths[...] = v.begin, nbytes
         _check_within(url, var, size)
         manifest.variables[v.name] = var
     loads = _to_load(manifest, inline_limit)
@@ -175,12 +175,12 @@ def netcdf3_steps(
 
 
 def _check_within(url: str, var: Variable, size: int) -> None:
-    for _, offset, length in var.refs.values():
-        if offset + length > size:
-            raise FormatError(
-                f"truncated: variable {var.path!r} needs bytes up to {offset + length} "
-                f"but the file has {size}"
-            )
+    ends = var.refs.offsets + var.refs.lengths
+    if ends.size and int(ends.max()) > size:
+        raise FormatError(
+            f"truncated: variable {var.path!r} needs bytes up to {int(ends.max())} "
+            f"but the file has {size}"
+        )
 
 
 def _to_load(manifest: Manifest, limit: int) -> list[Variable]:
@@ -210,4 +210,4 @@ def _load(var: Variable, f: BinaryIO) -> None:
         parts.append(f.read(length))
     var.data = np.frombuffer(b"".join(parts), dtype=var.dtype).reshape(var.shape).copy()
     if var.dtype.endswith("S1"):
-        var.refs, var.virtual = {}, False
+        var.refs, var.virtual = var.no_refs(), False
