@@ -44,8 +44,10 @@ from virtualizarr import open_virtual_dataset, open_virtual_mfdataset
 from virtualizarr.parsers import HDFParser
 
 which, urls, store = sys.argv[1], json.loads(open(sys.argv[2]).read()), sys.argv[3]
+from obstore.store import LocalStore
 http = HTTPStore.from_url("http://127.0.0.1", client_options={"allow_http": True})
-registry = ObjectStoreRegistry({"http://127.0.0.1": http})
+registry = ObjectStoreRegistry({"http://127.0.0.1": http, "file:///": LocalStore()})
+prefix = "http://127.0.0.1/" if urls[0].startswith("http") else urls[0].rpartition("/")[0] + "/"
 parser = HDFParser()
 if which == "plain":
     vdss = [open_virtual_dataset(u, registry=registry, parser=parser, decode_times=False)
@@ -57,10 +59,11 @@ else:
                                  data_vars="minimal", combine_attrs="override",
                                  parallel=ThreadPoolExecutor, decode_times=False)
 config = icechunk.RepositoryConfig.default()
-config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(
-    "http://127.0.0.1/", icechunk.http_store({"allow_http": "true"})))
+container = (icechunk.http_store({"allow_http": "true"}) if prefix.startswith("http")
+             else icechunk.local_filesystem_store(prefix.removeprefix("file://")))
+config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(prefix, container))
 repo = icechunk.Repository.create(icechunk.local_filesystem_storage(store), config=config,
-    authorize_virtual_chunk_access={"http://127.0.0.1/": None})
+    authorize_virtual_chunk_access={prefix: None})
 session = repo.writable_session("main")
 vds.virtualize.to_icechunk(session.store)
 session.commit("plain recipe")
@@ -114,12 +117,14 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--max-connections", type=int, default=10)
     parser.add_argument("--only", default="workflow,plain,mfdataset")
+    parser.add_argument("--local", action="store_true", help="read the files from disk")
     args = parser.parse_args()
     files = archive(args.files)
     size = sum(f.stat().st_size for f in files) / len(files)
     server = serve(files[0].parent, delay_ms=args.delay_ms, cap=args.cap)
-    urls = [f"{server.url}/{f.name}" for f in files]
-    print(f"{len(files)} files of {size / 1e6:.1f} MB, {args.delay_ms:.0f} ms per request, "
+    urls = [f"file://{f}" if args.local else f"{server.url}/{f.name}" for f in files]
+    where = "local files" if args.local else f"HTTP, {args.delay_ms:.0f} ms per request"
+    print(f"{len(files)} files of {size / 1e6:.1f} MB, {where}, "
           f"--cores {args.cores}, max_connections {args.max_connections}\n")  # fmt: skip
     print("| contender | wall s | files/s | requests/file | kB read/file | CPU ms/file | peak MB |")
     print("|---|---|---|---|---|---|---|")

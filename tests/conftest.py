@@ -33,13 +33,11 @@ def s3_server():
     server.stop()
 
 
-def run_workflow(
-    workdir: Path, config: dict, *args: str, check: bool = True, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    """Run snakemake as a user would, in its own process, on a config of our own."""
+def workflow_command(workdir: Path, config: dict, *args: str) -> list[str]:
+    """The snakemake command a user would type, on a config of our own."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -55,12 +53,31 @@ def run_workflow(
         "2",
         *args,
     ]
+
+
+def _environment(env: dict | None) -> dict:
     full = {**os.environ, **(env or {})}  # a value of None removes the variable
-    full = {k: v for k, v in full.items() if v is not None}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=full, timeout=600)
+    return {k: v for k, v in full.items() if v is not None}
+
+
+def run_workflow(
+    workdir: Path, config: dict, *args: str, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run snakemake as a user would, in its own process, and wait for it."""
+    cmd = workflow_command(workdir, config, *args)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_environment(env), timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc
+
+
+def start_workflow(workdir: Path, config: dict, env: dict | None = None) -> subprocess.Popen:
+    """Start snakemake in a process group of its own (so all of it can be killed at once)."""
+    cmd = workflow_command(workdir, config)
+    log = (workdir / "snakemake.out").open("w")
+    return subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=_environment(env), start_new_session=True
+    )
 
 
 def validation(workdir: Path, dataset: str) -> dict:

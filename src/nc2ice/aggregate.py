@@ -19,6 +19,7 @@ from nc2ice import config as config_mod
 from nc2ice.access import Access, prefix_of
 from nc2ice.chunks import read_region
 from nc2ice.errors import CombineError
+from nc2ice.faults import pause
 from nc2ice.manifest import atomic_write_text, read_manifest
 from nc2ice.scan import Scanned, read_index
 
@@ -85,6 +86,7 @@ def aggregate(
         metadata=metadata,
         checksums={u: c for u, row in urls.items() if (c := checksum(row)) is not None},
     )
+    pause("commit:committed")
     _log_report(dataset, report)
     record = {
         "dataset": dataset,

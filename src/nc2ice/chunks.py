@@ -64,11 +64,12 @@ def _read_with_h5py(var: Variable, region: tuple[slice, ...], access: Access) ->
     """Values whose HDF5 filter only h5py (with hdf5plugin) can decode."""
     import h5py
     import hdf5plugin  # noqa: F401 - registers the filters
-    from obspec_utils.readers import BlockStoreReader
+
+    from nc2ice.reader import SourceReader
 
     url = next(iter(var.refs.values()))[0]
     store = access.object_store(prefix_of(url))
-    reader = BlockStoreReader(store, access.path_in_store(url), block_size=4 << 20)
+    reader = SourceReader(store, access.path_in_store(url), head_bytes=4 << 20, block_bytes=4 << 20)
     with h5py.File(reader, mode="r") as f:
         return np.asarray(f[var.path][region], dtype=var.np_dtype)
 

@@ -36,6 +36,7 @@ from nc2ice.access import Access, local_path
 from nc2ice.chunks import read_region
 from nc2ice.combine import ArrayPlan, Plan
 from nc2ice.errors import CommitError
+from nc2ice.faults import pause
 from nc2ice.writer import (
     PART_REFERENCES,
     Writer,
@@ -162,8 +163,10 @@ def _why_not_appendable(plan: Plan, stored: dict[str, dict] | None, change: Chan
         added = sorted(set(plan.arrays) - set(stored)) or sorted(set(stored) - set(plan.arrays))
         return f"the variables changed ({', '.join(added)})"
     for path, array in plan.arrays.items():
-        before, now = stored[path], _would_be(array)
+        before, now = dict(stored[path]), _would_be(array)
         old_shape, new_shape = before.pop("shape"), now.pop("shape")
+        if array.data is not None:  # values: an append keeps the chunks they have
+            before.pop("chunk_grid"), now.pop("chunk_grid")
         if before != now:
             return f"{path!r} is stored differently now (chunks, codecs, type or attributes)"
         if array.axis is None and old_shape != new_shape:
@@ -269,6 +272,7 @@ def _commit(
     try:
         writer = Writer(repo, work or BRANCH, part_references, label)
         _write(writer, plan, group, change, checksums, access)
+        pause("commit:written")
         snapshot = writer.commit(message, metadata)
         if work:
             _publish(repo, snapshot, tip)
@@ -293,8 +297,17 @@ def _open_for_writing(store_url: str, access: Access, prefixes: list[str], plan:
     if splitting is not None:
         config.manifest = icechunk.ManifestConfig(splitting=splitting)
     creds = access.authorize(prefixes)
-    repository = icechunk.Repository.open if exists else icechunk.Repository.create
-    return repository(storage, config=config, authorize_virtual_chunk_access=creds)
+    if exists:
+        return icechunk.Repository.open(
+            storage, config=config, authorize_virtual_chunk_access=creds
+        )
+    repo = icechunk.Repository.create(storage, config=config, authorize_virtual_chunk_access=creds)
+    # The root group, committed on its own: datasets sharing the repository then each add
+    # only their group, and writers of different datasets never change the same node.
+    session = repo.writable_session(BRANCH)
+    zarr.open_group(session.store, mode="w", zarr_format=3)
+    session.commit("nc2ice: the repository's root group")
+    return repo
 
 
 def _splitting(plan: Plan) -> icechunk.ManifestSplittingConfig | None:

@@ -22,11 +22,11 @@ def resource_name(server: str) -> str:
 
 def dataset_servers(dataset: dict[str, Any], access: Access) -> set[str]:
     """The servers a dataset's sources live on, from the config alone (no request)."""
-    patterns = list(dataset.get("sources") or [])
+    entries = list(dataset.get("sources") or [])
     if dataset.get("sources_file") and Path(dataset["sources_file"]).exists():
-        patterns += read_sources_file(dataset["sources_file"])
-    patterns += [entry["thredds"] for entry in dataset.get("catalogs") or []]
-    return {server for p in patterns if (server := access.server(p)) is not None}
+        entries += read_sources_file(dataset["sources_file"])
+    urls = [e["thredds"] if isinstance(e, dict) else e for e in entries]
+    return {server for url in urls if (server := access.server(url)) is not None}
 
 
 class Budget:
@@ -36,7 +36,7 @@ class Budget:
         access = Access.from_config(config)
         http = config["http"]
         self.limit = int(http["max_connections"])
-        self.per_job = int(http.get("connections_per_job") or max(1, self.limit // 2))
+        self.per_job = int(http.get("connections_per_job") or self.limit)
         self.servers = {
             name: {resource_name(s) for s in dataset_servers(ds, access)}
             for name, ds in config["datasets"].items()

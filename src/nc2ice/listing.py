@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nc2ice import batches
-from nc2ice.access import Access, normalize_url
+from nc2ice.access import Access, normalize_url, prefix_of
 from nc2ice.errors import AccessError
 from nc2ice.manifest import atomic_write_text
 from nc2ice.sources import Source, describe, expand, read_sources_file, table_text
@@ -44,7 +44,7 @@ def list_dataset(
     access = Access.from_config(config)
     folder = Path(folder)
     before = batches.previous(folder)
-    listed = expand(patterns(ds), access)
+    listed = expand(patterns(ds), access, workers=config["http"]["max_connections"])
     known = {s.url: s.file_id for s in before}
     for url, meta in listed.items():
         if meta is None and url not in known:
@@ -65,7 +65,7 @@ def list_dataset(
     return listing
 
 
-def patterns(ds: dict[str, Any]) -> list[str]:
+def patterns(ds: dict[str, Any]) -> list[str | dict[str, Any]]:
     found = list(ds.get("sources") or [])
     if ds.get("sources_file"):
         found += read_sources_file(ds["sources_file"])
@@ -80,7 +80,7 @@ def _compare(
     An unchanged file keeps its row as it was, so its batch's list stays the same."""
     old = {s.url: s for s in before}
     listing = Listing(sources=[])
-    named = [normalize_url(p) for p in patterns(ds)]
+    named = [_named_by(p) for p in patterns(ds)]
     for source in found:
         previous = old.get(source.url)
         if previous is not None and _not_found(source) and not previous.error:
@@ -110,6 +110,13 @@ def _compare(
 def _known(previous: Source, scanned: dict[str, tuple]) -> tuple:
     """The version of a file the last run knew: listed, or else seen by its scan."""
     return previous.version() if any(previous.version()) else scanned.get(previous.url, ())
+
+
+def _named_by(pattern: str | dict[str, Any]) -> str:
+    """What a source entry names: a URL or glob; for a catalog, anything on its server."""
+    if isinstance(pattern, dict):
+        return prefix_of(pattern["thredds"]) + "*"
+    return normalize_url(pattern)
 
 
 def _named(url: str, named: list[str]) -> bool:

@@ -24,6 +24,7 @@ from obstore.exceptions import BaseError as ObstoreError
 from nc2ice import tables
 from nc2ice.access import Access, local_path, prefix_of
 from nc2ice.errors import AccessError, ScanError
+from nc2ice.faults import pause
 from nc2ice.formats import Ranges, run_steps
 from nc2ice.formats.hdf5 import hdf5_steps
 from nc2ice.formats.netcdf3 import netcdf3_steps
@@ -333,6 +334,7 @@ def _scan_all(todo, folder, access, settings, connections, head_bytes, on_error,
                 seconds = time.perf_counter() - started[source.file_id]
                 row = _write(manifest, opened, source, folder, settings, seconds, access)
                 results[source.file_id] = row
+                pause("scan:manifest")
                 if progress:
                     progress(len(results), len(todo))
     return results

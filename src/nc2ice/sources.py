@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from nc2ice import tables
 from nc2ice.access import Access, identity, local_path, prefix_of, referenceable_url
 from nc2ice.errors import AccessError
 
+log = logging.getLogger(__name__)
 GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -41,17 +43,40 @@ def read_sources_file(path: str | Path) -> list[str]:
     return [s.strip() for s in lines if s.strip() and not s.strip().startswith("#")]
 
 
-def expand(patterns: list[str], access: Access) -> dict[str, dict[str, Any] | None]:
-    """Every source's URL, globs expanded, in the order given, without repeats; with its
-    size, ETag and Last-Modified where the listing already told them (None otherwise)."""
+def expand(
+    patterns: list[str | dict[str, Any]], access: Access, workers: int = 4
+) -> dict[str, dict[str, Any] | None]:
+    """Every source's URL, globs expanded and catalogs followed, in the order given, without
+    repeats; with its size, ETag and Last-Modified where the listing told them (else None)."""
     found: dict[str, dict[str, Any] | None] = {}
     for pattern in patterns:
-        matches = _expand_one(pattern, access)
+        if isinstance(pattern, dict):
+            matches = _catalog(pattern, access, workers)
+            pattern = pattern["thredds"]
+        else:
+            matches = _expand_one(pattern, access)
         if not matches:
             raise AccessError(f"{pattern}: matches no file")
         for url, meta in matches.items():
             found.setdefault(url, meta)
     return found
+
+
+def _catalog(entry: dict[str, Any], access: Access, workers: int) -> dict[str, dict[str, Any]]:
+    from nc2ice.thredds import crawl
+
+    found = crawl(
+        entry["thredds"],
+        access,
+        include=entry.get("include"),
+        exclude=entry.get("exclude"),
+        depth=entry.get("depth", 3),
+        workers=workers,
+    )
+    log.info("%s: %d files in %d catalog(s)", entry["thredds"], len(found.files), found.catalogs)
+    for note in found.notes:
+        log.warning("%s", note)
+    return found.files
 
 
 def _expand_one(pattern: str, access: Access) -> dict[str, dict[str, Any] | None]:

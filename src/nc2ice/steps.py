@@ -23,8 +23,16 @@ log = logging.getLogger("nc2ice")
 def run(snakemake: Any, step: str) -> None:
     """Entry point of the workflow scripts: one step, its log, and a one-line error."""
     setup_logging(snakemake.log[0] if snakemake.log else None)
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         STEPS[step](snakemake)
+        log.info(
+            "%s done in %.1f s (CPU %.1f s, of which %.1f s starting Python)",
+            step,
+            time.perf_counter() - start,
+            time.process_time() - cpu,
+            cpu,
+        )
     except Nc2IceError as exc:
         log.error("%s", exc)
         sys.exit(1)

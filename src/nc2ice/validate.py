@@ -24,9 +24,10 @@ from typing import Any
 import hdf5plugin
 import numpy as np
 import xarray as xr
-from obspec_utils.readers import BlockStoreReader
 
 from nc2ice.access import Access, local_path, prefix_of
+from nc2ice.faults import pause
+from nc2ice.reader import SourceReader
 from nc2ice.reading import open_store_dataset
 
 # netCDF-C finds HDF5 filters (LZ4, Zstd, ...) through this path, as h5py does through hdf5plugin.
@@ -78,7 +79,7 @@ def open_source(
     if url.startswith("file://") and netcdf_c:
         return _open(stack, local_path(url), "netcdf4", group, **kw)
     store = access.object_store(prefix_of(url))
-    reader = BlockStoreReader(store, access.path_in_store(url), block_size=4 << 20)
+    reader = SourceReader(store, access.path_in_store(url), head_bytes=4 << 20, block_bytes=4 << 20)
     if reader.read(4)[:3] != b"CDF":
         reader.seek(0)
         return _open(stack, reader, "h5netcdf", group, phony_dims="sort", **kw)
@@ -117,6 +118,7 @@ def validate(commit: dict[str, Any], access: Access, *, sample_chunks: int) -> V
         )
     }
     declared = report.get("dtype_differences", {})
+    pause("validate:reading")
     root = commit.get("group", "")  # the dataset's group in a repository shared by datasets
     for group in commit.get("groups", [""]):
         inside = "/".join(p for p in (root, group) if p)

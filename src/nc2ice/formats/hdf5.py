@@ -11,9 +11,9 @@ note saying why.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-import os
 from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -72,8 +72,10 @@ def hdf5_steps(url: str, fileobj: Any, inline_limit: int) -> Generator[Ranges, N
     ranges = [(offset, length) for var in decode for _, offset, length in var.refs.values()]
     if ranges:
         yield ranges
-    for var in decode:
-        var.data = assemble(var, whole(var), byte_source(fileobj))
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(open(fileobj, "rb")) if isinstance(fileobj, str) else fileobj
+        for var in decode:
+            var.data = assemble(var, whole(var), byte_source(source))
     return manifest
 
 
@@ -106,12 +108,9 @@ def _layout(f: h5py.File, url: str, inline_limit: int, manifest: Manifest) -> li
 
 
 def byte_source(fileobj: Any) -> Fetch:
-    """Reads of (offsets, lengths) from a local path or an open file object."""
+    """Reads of (offsets, lengths) from an open file or file-like object."""
 
     def fetch(_: str, offsets: list[int], lengths: list[int]) -> list[bytes]:
-        if isinstance(fileobj, str):
-            with open(fileobj, "rb") as f:
-                return [os.pread(f.fileno(), n, o) for o, n in zip(offsets, lengths, strict=True)]
         out = []
         for offset, length in zip(offsets, lengths, strict=True):
             fileobj.seek(offset)
