@@ -5,11 +5,22 @@
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/sources.smk"
 include: "workflow/rules/scan.smk"
 include: "workflow/rules/commit.smk"
 include: "workflow/rules/validate.smk"
+include: "workflow/rules/report.smk"
+
+
+# On a cluster these run on the login node: quick, and the listing needs the internet.
+localrules:
+    all,
+    demo_archive,
+    list_sources,
 
 
 rule all:

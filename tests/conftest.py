@@ -33,10 +33,8 @@ def s3_server():
     server.stop()
 
 
-def workflow_command(workdir: Path, config: dict, *args: str) -> list[str]:
-    """The snakemake command a user would type, on a config of our own."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+def snakemake_command(workdir: Path, configfile: Path, profile: str, *args: str) -> list[str]:
+    """The snakemake command a user would type in ``workdir``, through one of our profiles."""
     return [
         sys.executable,
         "-m",
@@ -46,13 +44,21 @@ def workflow_command(workdir: Path, config: dict, *args: str) -> list[str]:
         "--directory",
         str(workdir),
         "--configfile",
-        str(workdir / "config.yaml"),
+        str(configfile),
         "--profile",
-        str(REPO / "profiles" / "default"),
-        "--cores",
-        "2",
+        str(REPO / "profiles" / profile),
         *args,
     ]
+
+
+def workflow_command(
+    workdir: Path, config: dict, *args: str, profile: str = "default"
+) -> list[str]:
+    """The snakemake command a user would type, on a config of our own."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    cores = ("--cores", "2") if profile == "default" else ()
+    return snakemake_command(workdir, workdir / "config.yaml", profile, *cores, *args)
 
 
 def _environment(env: dict | None) -> dict:

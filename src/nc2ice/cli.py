@@ -7,15 +7,12 @@ from pathlib import Path
 
 import yaml
 
-from nc2ice.access import Access, normalize_url
-from nc2ice.commit import BRANCH, open_repository
-from nc2ice.reading import open_store_dataset
-
 DESCRIPTION = """\
 Look at an Icechunk store written by the nc2ice workflow.
 
   nc2ice show results/stores/demo.icechunk
   nc2ice show s3://bucket/stores/x.icechunk --configfile my.yaml
+  nc2ice pbs-status 1234.gadi-pbs       (what the Gadi profile asks PBS)
 
 The workflow itself runs with snakemake (see the README).
 """
@@ -29,7 +26,19 @@ def main(argv: list[str] | None = None) -> None:
     show = sub.add_parser("show", help="print a store's dataset and its commit history")
     show.add_argument("store", help="a local folder or s3://bucket/prefix/name.icechunk")
     show.add_argument("--configfile", help="the workflow config (for S3 endpoints)")
+    status = sub.add_parser("pbs-status", help="a PBS job's state: running, success or failed")
+    status.add_argument("jobid")
     args = parser.parse_args(argv)
+    if args.command == "pbs-status":
+        from nc2ice.pbs import main as pbs_status
+
+        pbs_status(args.jobid)
+        return
+    # here, not at the top: `pbs-status` runs every few seconds and must start fast
+    from nc2ice.access import Access, normalize_url
+    from nc2ice.commit import BRANCH, open_repository
+    from nc2ice.reading import open_store_dataset
+
     config = yaml.safe_load(Path(args.configfile).read_text()) if args.configfile else {}
     access = Access.from_config(config)
     store = normalize_url(args.store)

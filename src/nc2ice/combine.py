@@ -64,8 +64,10 @@ class Plan:
     def report(self) -> dict[str, Any]:
         reasons: dict[str, list[str]] = defaultdict(list)
         per_file: dict[str, dict[str, int]] = {
-            f: {"as_is": 0, "split": 0, "copied": 0, "copied_bytes": 0} for f in self.files
+            f: {"as_is": 0, "split": 0, "copied": 0, "copied_bytes": 0, "referenced_bytes": 0}
+            for f in self.files
         }
+        split_bytes = 0
         for array in self.arrays.values():
             if array.grid is None:
                 continue
@@ -74,6 +76,8 @@ class Plan:
                     key = "copied" if fate is Fate.COPY else fate.value
                     per_file[file_id][key] += n
                 per_file[file_id]["copied_bytes"] += array.grid.copied_bytes[file_id]
+                per_file[file_id]["referenced_bytes"] += array.grid.referenced_bytes.get(file_id, 0)
+                split_bytes += array.grid.split_bytes.get(file_id, 0)
             for file_id, why in array.grid.reasons.items():
                 reasons[file_id].append(f"{array.path}: {why}")
         virtual = [a for a in self.arrays.values() if a.data is None]
@@ -88,6 +92,13 @@ class Plan:
             "files_copied": sorted(f for f, c in per_file.items() if c["copied"]),
             "copied_bytes": sum(c["copied_bytes"] for c in per_file.values())
             + sum(n for n, _ in self.copied_static.values()),
+            "referenced_bytes": sum(c["referenced_bytes"] for c in per_file.values())
+            + sum(
+                int(a.refs.lengths.sum())
+                for a in self.arrays.values()
+                if a.grid is None and len(a.refs)
+            ),
+            "split_bytes": split_bytes,
             "copied_why": dict(reasons),
             "copied_variables": {p: why for p, (_, why) in self.copied_static.items()},
             "dtype_differences": self.dtype_differences,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,16 @@ def with_user_datasets(config: dict[str, Any], user_configfiles: list[str]) -> d
     Snakemake merges nested dictionaries, so without this a user's run would also build the
     demo dataset of the default config.
     """
-    if not user_configfiles:
+    with_datasets = [
+        loaded
+        for path in user_configfiles
+        if "datasets" in (loaded := yaml.safe_load(Path(path).read_text()) or {})
+    ]
+    if not with_datasets:  # e.g. only a profile's cluster.yaml
         return config
     datasets: dict[str, Any] = {}
-    for path in user_configfiles:
-        datasets.update((yaml.safe_load(Path(path).read_text()) or {}).get("datasets", {}))
+    for loaded in with_datasets:
+        datasets.update(loaded["datasets"])
     config = copy.deepcopy(config)
     config["datasets"] = datasets
     return config
@@ -53,6 +60,49 @@ def _config_message(exc: Exception) -> str:
     path = ".".join(str(p) for p in getattr(cause, "absolute_path", []))
     message = getattr(cause, "message", str(exc).splitlines()[0])
     return f"config error at {path or '<top level>'}: {message}"
+
+
+# Snakemake invocations that do not run jobs: they must not make the sources be asked again.
+_NOT_RUNNING = (
+    "--report",
+    "--dry-run",
+    "--dryrun",
+    "--lint",
+    "--list",
+    "--summary",
+    "--detailed-summary",
+    "--dag",
+    "--rulegraph",
+    "--filegraph",
+    "--unlock",
+    "--cleanup-metadata",
+    "--delete-all-output",
+    "--delete-temp-output",
+    "--archive",
+)
+
+
+def runs_jobs(argv: list[str]) -> bool:
+    """Whether this Snakemake invocation runs jobs (not a dry run, a report, a lint, ...)."""
+    for arg in argv[1:]:
+        if arg.startswith(_NOT_RUNNING):
+            return False
+        if arg.startswith("-") and not arg.startswith("--") and "n" in arg[1:]:
+            return False  # -n, -np
+    return True
+
+
+def mark_asked(datasets: list[str], now: bool) -> None:
+    """The file whose time makes Snakemake list a dataset's sources again: touched by a run
+    that runs jobs; one that does not (a report, a dry run) leaves it as old as it was."""
+    for name in datasets:
+        path = Path("results") / name / ".asked"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if now:  # new content too: Snakemake ignores a newer file whose checksum it knows
+            path.write_text(f"sources asked at {time.time()}\n")
+        elif not path.exists():
+            path.write_text("sources not asked yet\n")
+            os.utime(path, (0, 0))
 
 
 # Settings that change how a run is checked, not what the store holds.

@@ -47,6 +47,9 @@ class GridPlan:
     copy: list[int]  # grid chunk indices along the axis whose slabs are copied
     fates: dict[str, dict[Fate, int]] = field(default_factory=dict)  # per file: grid chunks
     copied_bytes: dict[str, int] = field(default_factory=dict)  # per file: bytes copied
+    # per file: bytes the store points at, as the file stores them and as split ranges
+    referenced_bytes: dict[str, int] = field(default_factory=dict)
+    split_bytes: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)  # per file: why anything was copied
 
 
@@ -167,8 +170,8 @@ def _build(parts: list[Part], shape: tuple[int, ...], grid) -> GridPlan:
     for part, (g, f) in zip(parts, fates, strict=True):
         f = np.where(np.isin(g, copy), COPY, f)
         counts = {_FATES[k]: int(np.count_nonzero(f == k)) for k in (AS_IS, SPLIT, COPY)}
-        _place_as_is(refs, part, g[f == AS_IS], step)
-        _place_split(refs, part, g[f == SPLIT], grid, itemsize)
+        plan.referenced_bytes[part.file_id] = _place_as_is(refs, part, g[f == AS_IS], step)
+        plan.split_bytes[part.file_id] = _place_split(refs, part, g[f == SPLIT], grid, itemsize)
         copied = g[f == COPY]
         lo = np.maximum(copied * step, part.offset)
         hi = np.minimum(np.minimum((copied + 1) * step, total), part.offset + part.var.shape[0])
@@ -179,21 +182,23 @@ def _build(parts: list[Part], shape: tuple[int, ...], grid) -> GridPlan:
     return plan
 
 
-def _place_as_is(refs: ChunkRefs, part: Part, g: np.ndarray, step: int) -> None:
-    """Grid chunks the file stores exactly: its references, unchanged."""
+def _place_as_is(refs: ChunkRefs, part: Part, g: np.ndarray, step: int) -> int:
+    """Grid chunks the file stores exactly: its references, unchanged; their bytes."""
     if not g.size:
-        return
+        return 0
     source = part.var.refs
     local = (g * step - part.offset) // part.var.chunks[0]
     refs.offsets[g] = source.offsets[local]
     refs.lengths[g] = source.lengths[local]
     refs.file[g] = _file_ids(refs, source)[source.file[local]]
+    return int(source.lengths[local].sum())
 
 
-def _place_split(refs: ChunkRefs, part: Part, g: np.ndarray, grid, itemsize: int) -> None:
-    """Grid chunks inside a larger uncompressed stored chunk: a byte range within it."""
+def _place_split(refs: ChunkRefs, part: Part, g: np.ndarray, grid, itemsize: int) -> int:
+    """Grid chunks inside a larger uncompressed stored chunk: a byte range within it; the
+    bytes of those ranges."""
     if not g.size:
-        return
+        return 0
     var, source = part.var, part.var.refs
     stored = var.chunks
     index = np.indices((g.size, *refs.grid[1:])).reshape(len(grid), -1)
@@ -215,6 +220,7 @@ def _place_split(refs: ChunkRefs, part: Part, g: np.ndarray, grid, itemsize: int
     refs.offsets[target] = (source.offsets[where] + itemsize * step)[written]
     refs.lengths[target] = itemsize * math.prod(grid)
     refs.file[target] = _file_ids(refs, source)[source.file[where]][written]
+    return int(written.sum()) * itemsize * math.prod(grid)
 
 
 def _file_ids(refs: ChunkRefs, source: ChunkRefs) -> np.ndarray:

@@ -60,7 +60,7 @@ def list_dataset(
     listing = _compare(found, before, scanned, ds)
     batches.assign(listing.sources, before, ds["batch_size"])
     listing.batches_changed = batches.write(listing.sources, folder, set(batches.names(folder)))
-    _write_if_changed(Path(table), table_text(listing.sources))
+    atomic_write_text(Path(table), table_text(listing.sources))  # Snakemake removed it anyway
     _log(dataset, listing)
     return listing
 
@@ -125,12 +125,6 @@ def _named(url: str, named: list[str]) -> bool:
 
 def _not_found(source: Source) -> bool:
     return bool(source.error) and ("not found" in source.error or "no such file" in source.error)
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    """Rewriting an unchanged table would only change its time, which nothing needs."""
-    if not path.exists() or path.read_text() != text:
-        atomic_write_text(path, text)
 
 
 def _log(dataset: str, listing: Listing) -> None:

@@ -43,16 +43,22 @@ def setup_logging(logfile: str | None) -> None:
 
 
 class Progress:
-    """Logs "done of total, rate, time left" at most every ``every`` seconds."""
+    """Logs "done of total, rate, time left" at most every ``every`` seconds; a stage that
+    ends before the first line is due stays quiet (its summary line says enough)."""
 
     def __init__(self, what: str, total: int, every: float = 10.0):
         self.what, self.total, self.every = what, total, every
         self.start = self.last = time.monotonic()
+        self.done = 0
+
+    def advance(self, n: int = 1) -> None:
+        self(self.done + n)
 
     def __call__(self, done: int, total: int | None = None) -> None:
+        self.done = done
         total = total or self.total
         now = time.monotonic()
-        if now - self.last < self.every and done < total:
+        if now - self.last < self.every and (done < total or self.last == self.start):
             return
         self.last = now
         rate = done / max(now - self.start, 1e-9)

@@ -18,6 +18,7 @@ from obspec_utils.glob import glob_objects
 from nc2ice import tables
 from nc2ice.access import Access, identity, local_path, prefix_of, referenceable_url
 from nc2ice.errors import AccessError
+from nc2ice.logs import Progress
 
 log = logging.getLogger(__name__)
 GLOB_CHARS = re.compile(r"[*?\[]")
@@ -154,8 +155,15 @@ def describe(
             return Source(file_id, url, error=str(exc).removeprefix(f"{url}: "))
 
     urls = list(found)
+    asked = sum(meta is None for meta in found.values())
+    progress = Progress("listing: HEAD requests answered", asked)
+    sources = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(head, zip(file_ids(urls, known_ids), urls, strict=True)))
+        for source in pool.map(head, zip(file_ids(urls, known_ids), urls, strict=True)):
+            sources.append(source)
+            if found[source.url] is None:
+                progress.advance()
+    return sources
 
 
 def table_text(sources: list[Source]) -> str:

@@ -146,6 +146,24 @@ def _commit(smk: Any) -> None:
     aggregate(smk.config, dataset, list(smk.input), smk.output.record, smk.output.skipped)
 
 
+def _report(smk: Any) -> None:
+    from nc2ice.report import load, make_report
+
+    figures = make_report(
+        load(smk.input.commit),
+        load(smk.input.validation),
+        Access.from_config(smk.config),
+        Path(smk.output.summary).parent,
+    )
+    log.info(
+        "%s: report pages written: %d files, %d references, validation %s",
+        smk.wildcards.dataset,
+        figures["files"],
+        figures["chunk references"],
+        figures["validation"],
+    )
+
+
 STEPS = {
     "demo_archive": _demo,
     "list_sources": _list_sources,
@@ -153,6 +171,7 @@ STEPS = {
         smk.config, smk.wildcards.dataset, smk.input[0], smk.output[0], _connections(smk)
     ),
     "commit": _commit,
+    "report": _report,
     "validate": lambda smk: validate_step(
         smk.config,
         smk.wildcards.dataset,

@@ -27,6 +27,7 @@ import xarray as xr
 
 from nc2ice.access import Access, local_path, prefix_of
 from nc2ice.faults import pause
+from nc2ice.logs import Progress
 from nc2ice.reader import SourceReader
 from nc2ice.reading import open_store_dataset
 
@@ -120,7 +121,9 @@ def validate(commit: dict[str, Any], access: Access, *, sample_chunks: int) -> V
     declared = report.get("dtype_differences", {})
     pause("validate:reading")
     root = commit.get("group", "")  # the dataset's group in a repository shared by datasets
-    for group in commit.get("groups", [""]):
+    groups = commit.get("groups", [""])
+    progress = Progress(f"{commit['dataset']}: files compared", len(groups) * len(commit["files"]))
+    for group in groups:
         inside = "/".join(p for p in (root, group) if p)
         store_ds = open_store_dataset(commit["store"], access, inside, commit["snapshot"])
         for n, entry in enumerate(commit["files"]):
@@ -128,6 +131,7 @@ def validate(commit: dict[str, Any], access: Access, *, sample_chunks: int) -> V
                 source = functools.partial(open_source, entry["url"], access, stack, group or None)
                 check = _FileCheck(result, store_ds, entry, group, commit["concat_dim"], declared)
                 check.run(source, sample_chunks, attributes=n == 0)
+            progress.advance()
     result.variables_checked = sorted(set(result.variables_checked))
     return result
 

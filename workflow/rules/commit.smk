@@ -9,7 +9,7 @@ rule commit:
     conda:
         "../../environment.yml"
     resources:
-        **connections(),
+        **job_resources("commit"),
     params:
         # a changed setting recommits: Snakemake reruns jobs whose params changed
         dataset=lambda wc: store_settings(config["datasets"][wc.dataset]),

@@ -1,22 +1,24 @@
-import datetime
+import sys
 
 from nc2ice import config as nc2ice_config
+from nc2ice.cluster import resources as cluster_resources
 from nc2ice.config import store_settings
 from nc2ice.connections import Budget
 from nc2ice.runlock import clear_stale_locks
-
 
 config = nc2ice_config.validate(
     nc2ice_config.with_user_datasets(config, workflow.overwrite_configfiles),
     workflow.source_path("../schemas/config.schema.yaml"),
 )
 DATASETS = list(config["datasets"])
-if workflow.is_main_process:  # a run killed with SIGKILL leaves Snakemake's locks behind
-    clear_stale_locks()
 DEMO_ARCHIVE = "resources/demo"
-# Every run asks the sources what changed: the listing's `asked_at` param is this moment,
-# so Snakemake reruns it each time (see "What reruns" in the README).
-ASKED_AT = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+if workflow.is_main_process:
+    # A run killed with SIGKILL leaves Snakemake's locks behind; clear them if stale.
+    clear_stale_locks()
+    # Every run asks the sources what changed: it touches results/<dataset>/.asked, an
+    # input of the listing, so Snakemake lists again (see "Reruns" in the README).
+    nc2ice_config.mark_asked(DATASETS, now=nc2ice_config.runs_jobs(sys.argv))
 
 # Each server (web host, S3 endpoint) is a resource capped at http.max_connections, so a
 # plain `snakemake --cores 10` is throttled; `--resources net_<server>=N` still wins.
@@ -30,12 +32,23 @@ wildcard_constraints:
     batch=r"b\d+",
 
 
-def connections(whole=False):
-    """Each server's share that one job holds, as resources (keyword arguments)."""
-    return {
+def job_resources(step, whole=False):
+    """A job's resources, as keyword arguments: its share of each server's connections,
+    and what a batch system needs (memory, time, scratch, queue: see nc2ice.cluster)."""
+    shares = {
         name: (lambda wc, name=name: BUDGET.share(wc.dataset, name, whole))
         for name in BUDGET.limits()
     }
+    names = cluster_resources(config, step, DATASETS[0]) if DATASETS else {}
+    needs = {
+        name: (
+            lambda wc, attempt, name=name: cluster_resources(
+                config, step, wc.dataset, attempt
+            )[name]
+        )
+        for name in names
+    }
+    return {**shares, **needs}
 
 
 def demo_archive(wildcards):
@@ -52,9 +65,13 @@ def batch_indexes(wildcards):
 
 
 def validations(wildcards):
+    """Every dataset's validation and report pages."""
     for dataset in DATASETS:  # decided after this run's listings (see after_listing)
         checkpoints.list_sources.get(dataset=dataset)
-    return expand("results/{dataset}/validation.json", dataset=DATASETS)
+    return expand(
+        ["results/{dataset}/validation.json", "results/{dataset}/report/summary.html"],
+        dataset=DATASETS,
+    )
 
 
 def after_listing(pattern):

@@ -8,7 +8,7 @@ rule scan:
     conda:
         "../../environment.yml"
     resources:
-        **connections(),
+        **job_resources("scan"),
     params:
         # a changed threshold rescans: Snakemake reruns jobs whose params changed
         inline_threshold=lambda wc: config["datasets"][wc.dataset]["inline_threshold"],

@@ -12,19 +12,19 @@ rule demo_archive:
 checkpoint list_sources:
     input:
         demo_archive,
+        asked="results/{dataset}/.asked",
     output:
         "results/{dataset}/sources.tsv",
     log:
         "results/{dataset}/logs/list_sources.log",
+    conda:
+        "../../environment.yml"
+    resources:
+        **job_resources("list_sources", whole=True),
     params:
-        asked_at=ASKED_AT,
         # a changed list of sources or batch size relists: Snakemake reruns on changed params
         sources=lambda wc: config["datasets"][wc.dataset].get("sources"),
         sources_file=lambda wc: config["datasets"][wc.dataset].get("sources_file"),
         batch_size=lambda wc: config["datasets"][wc.dataset]["batch_size"],
-    conda:
-        "../../environment.yml"
-    resources:
-        **connections(whole=True),
     script:
         "../scripts/list_sources.py"

@@ -9,7 +9,7 @@ rule validate:
     conda:
         "../../environment.yml"
     resources:
-        **connections(),
+        **job_resources("validate"),
     params:
         # a changed sample size revalidates: Snakemake reruns jobs whose params changed
         sample_chunks=lambda wc: config["datasets"][wc.dataset]["sample_chunks"],

@@ -1,0 +1,102 @@
+"""What a job asks a batch system for: memory, time, scratch space, queue, and on NCI Gadi
+the storage it touches; one description for the PBS and the Slurm profiles.
+
+Every rule declares ``mem_mb``, ``runtime`` (minutes), ``disk_mb`` and ``remote`` (1 when
+the job reads remote sources or writes a remote store: on Gadi and Setonix only the copy
+queue reaches the internet).  With ``cluster.scheduler: pbs`` a job also gets ``pbs``, its
+qsub options, which the Gadi profile passes to ``qsub`` and a dry run shows; with
+``slurm`` it gets ``slurm_partition`` and ``slurm_account`` for the Slurm executor.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from nc2ice.access import normalize_url
+
+# Per rule: memory (MB), time (minutes), scratch (MB). A retry after a kill gets more time.
+NEEDS = {
+    "list_sources": (2000, 60, 1000),
+    "scan": (4000, 120, 1000),
+    "commit": (16000, 240, 1000),
+    "validate": (8000, 120, 4000),
+}
+GADI_STORAGE = re.compile(r"^/(g/data|scratch)/([A-Za-z0-9_]+)(/|$)")
+
+
+def is_remote(config: dict[str, Any], dataset: str) -> bool:
+    """Whether the dataset's jobs need the internet (remote sources, or a store on S3)."""
+    from nc2ice.config import store_location
+    from nc2ice.listing import patterns
+
+    ds = config["datasets"][dataset]
+    urls = [p["thredds"] if isinstance(p, dict) else normalize_url(p) for p in patterns(ds)]
+    store, _ = store_location(config, dataset)
+    return any(not u.startswith("file://") for u in [*urls, store])
+
+
+def storage_flags(config: dict[str, Any], dataset: str, workdir: str | None = None) -> str:
+    """Gadi's ``-l storage`` for the project folders a dataset's jobs touch (its local
+    sources, its store, the working directory), e.g. ``gdata/ab12+scratch/cd34``."""
+    from nc2ice.config import store_location
+    from nc2ice.listing import patterns
+
+    setting = (config.get("cluster") or {}).get("storage") or "auto"
+    if setting != "auto":
+        return str(setting)
+    paths = [workdir or os.getcwd(), urlsplit(store_location(config, dataset)[0]).path]
+    for pattern in patterns(config["datasets"][dataset]):
+        if isinstance(pattern, str) and normalize_url(pattern).startswith("file://"):
+            paths.append(urlsplit(normalize_url(pattern)).path)
+    found = []
+    for path in paths:
+        match = GADI_STORAGE.match(str(Path(path)))
+        if match:
+            kind = "gdata" if match.group(1) == "g/data" else "scratch"
+            found.append(f"{kind}/{match.group(2)}")
+    return "+".join(dict.fromkeys(found))
+
+
+def resources(config: dict[str, Any], rule: str, dataset: str, attempt: int = 1) -> dict[str, Any]:
+    """The resources one job of ``rule`` asks for."""
+    mem_mb, minutes, disk_mb = NEEDS[rule]
+    remote = int(is_remote(config, dataset))
+    out: dict[str, Any] = {
+        "mem_mb": mem_mb,
+        "runtime": minutes * attempt,
+        "disk_mb": disk_mb,
+        "remote": remote,
+    }
+    cluster = config.get("cluster") or {}
+    queue = cluster.get("queue_remote" if remote else "queue_local")
+    if cluster.get("scheduler") == "pbs":
+        out["pbs"] = qsub_options(cluster, queue, out, storage_flags(config, dataset))
+    elif cluster.get("scheduler") == "slurm":
+        if queue:
+            out["slurm_partition"] = queue
+        if cluster.get("project"):
+            out["slurm_account"] = cluster["project"]
+    return out
+
+
+def qsub_options(cluster: dict[str, Any], queue: str | None, needs: dict, storage: str) -> str:
+    """``-P … -q … -l ncpus=…,mem=…,walltime=…,jobfs=…,storage=…,wd`` for one job.
+    Gadi's copyq runs one CPU per job."""
+    hours, minutes = divmod(int(needs["runtime"]), 60)
+    limits = [
+        "ncpus=1",
+        f"mem={needs['mem_mb']}MB",
+        f"walltime={hours:02d}:{minutes:02d}:00",
+        f"jobfs={needs['disk_mb']}MB",
+    ]
+    if storage:
+        limits.append(f"storage={storage}")
+    limits.append("wd")
+    options = [f"-P {cluster['project']}"] if cluster.get("project") else []
+    if queue:
+        options.append(f"-q {queue}")
+    return " ".join([*options, "-l " + ",".join(limits)])

@@ -1,0 +1,363 @@
+"""Pages for Snakemake's report: what a store holds and whether to trust it, at a glance.
+
+For each dataset: a summary (sources by server, files, variables, references, bytes
+referenced, split and copied, the snapshot and its tag, the validation's verdict), a
+coverage plot along the concatenation dimension (one bar per file: gaps, overlaps, files
+copied, changed or skipped), a quicklook of each data variable read through the store
+beside the same field read from its source, and the tables of what was split, copied,
+loaded, dropped or skipped, and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import html
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import matplotlib.dates
+
+matplotlib.use("Agg")  # files, not windows
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from nc2ice.access import Access  # noqa: E402
+from nc2ice.manifest import atomic_write_text  # noqa: E402
+
+log = logging.getLogger(__name__)
+COLOURS = {"as is": "#4c72b0", "split": "#55a868", "copied": "#dd8452", "changed": "#c44e52"}
+STYLE = """<style>
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+td, th { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; } .passed { color: #1a7f37; } .failed { color: #c62828; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+</style>"""
+
+
+def make_report(
+    commit: dict[str, Any],
+    validation: dict[str, Any],
+    access: Access,
+    out: Path,
+) -> dict[str, Any]:
+    """Write summary.html, coverage.png, tables.html and quicklook/<variable>.png."""
+    out.mkdir(parents=True, exist_ok=True)
+    figures = key_figures(commit, validation)
+    atomic_write_text(out / "summary.html", _summary_html(commit, validation, figures))
+    atomic_write_text(out / "tables.html", _tables_html(commit, validation))
+    coverage(commit, out / "coverage.png", access)
+    quicklooks(commit, validation, access, out / "quicklook")
+    return figures
+
+
+def key_figures(commit: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
+    """The numbers the summary shows, each from commit.json or validation.json."""
+    report = commit["report"]
+    servers = Counter(_server(f["url"]) for f in commit["files"])
+    return {
+        "dataset": commit["dataset"],
+        "store": commit["store"],
+        "snapshot": commit["snapshot"],
+        "tag": commit.get("tag") or "",
+        "action": (commit.get("change") or {}).get("summary", commit.get("action", "")),
+        "files": report["files"],
+        "skipped files": len(commit.get("skipped", [])),
+        "variables": report["arrays"],
+        "chunk references": report["chunk_references"],
+        "bytes referenced as stored": report.get("referenced_bytes", 0),
+        "bytes referenced by split ranges": report.get("split_bytes", 0),
+        "bytes copied into the store": report["copied_bytes"],
+        "sources": dict(servers),
+        "validation": "passed" if validation.get("passed") else "FAILED",
+        "variables compared": len(validation.get("variables_checked", [])),
+        "chunks compared": validation.get("chunks_checked", 0),
+        "values compared": validation.get("values_compared", 0),
+        "attributes compared": validation.get("attributes_compared", 0),
+        "mismatches": len(validation.get("mismatches", [])),
+    }
+
+
+def _server(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    if scheme == "file":
+        return "local files"
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+# -- pages ------------------------------------------------------------------------------------
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
+        f"</title>{STYLE}</head><body>{body}</body></html>\n"
+    )
+
+
+def _row(name: str, value: Any) -> str:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    shown = f"{value:,}" if number else html.escape(str(value))
+    key = html.escape(name)
+    kind = "n" if number else ""
+    return f'<tr><th>{key}</th><td class="{kind}" data-figure="{key}">{shown}</td></tr>'
+
+
+def _summary_html(commit, validation, figures: dict[str, Any]) -> str:
+    verdict = figures["validation"]
+    rows = "".join(
+        _row(k, v) for k, v in figures.items() if k not in ("sources", "dataset", "validation")
+    )
+    sources = "".join(_row(server, n) for server, n in figures["sources"].items())
+    compared = ", ".join(validation.get("variables_checked", [])) or "nothing"
+    return _page(
+        f"{figures['dataset']}: summary",
+        f"<h1>{html.escape(figures['dataset'])}</h1>"
+        f'<p>Validation <strong class="{verdict.lower()}" data-figure="validation">{verdict}'
+        f"</strong>: the store read back through Icechunk equals the source files "
+        f"(compared: {html.escape(compared)}).</p>"
+        f"<table>{rows}</table><h2>Files by server</h2><table>{sources}</table>",
+    )
+
+
+def _tables_html(commit, validation) -> str:
+    report = commit["report"]
+    per_file = report.get("per_file", {})
+    sections = [
+        ("Files split into smaller references", [(f,) for f in report["files_split"]], ["file"]),
+        (
+            "Files partly copied into the store",
+            [
+                (
+                    f,
+                    per_file.get(f, {}).get("copied_bytes", ""),
+                    "; ".join(report["copied_why"].get(f, [])),
+                )
+                for f in report["files_copied"]
+            ],
+            ["file", "bytes", "why"],
+        ),
+        ("Variables copied", list(report.get("copied_variables", {}).items()), ["variable", "why"]),
+        ("Variables stored as values", [(v,) for v in report["loaded_arrays"]], ["variable"]),
+        ("Variables left out", list(report["dropped_variables"].items()), ["variable", "why"]),
+        (
+            "Files skipped",
+            [(s["file_id"], s["url"], s["reason"]) for s in commit.get("skipped", [])],
+            ["file", "URL", "why"],
+        ),
+        (
+            "Types a Zarr reader decodes differently",
+            [
+                (k, d.get("netcdf"), d.get("zarr"))
+                for k, d in report.get("dtype_differences", {}).items()
+            ],
+            ["variable", "netCDF readers", "xr.open_zarr"],
+        ),
+        (
+            "Chunk grids",
+            [(k, " × ".join(map(str, g))) for k, g in report["grids"].items()],
+            ["variable", "grid"],
+        ),
+        ("Notes", [(n,) for n in report["notes"]], ["note"]),
+    ]
+    body = [f"<h1>{html.escape(commit['dataset'])}: what the commit did</h1>"]
+    for title, rows, columns in sections:
+        body.append(f"<h2>{html.escape(title)} ({len(rows)})</h2>")
+        if not rows:
+            body.append("<p>None.</p>")
+            continue
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+        cells = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+            for row in rows
+        )
+        body.append(f"<table><tr>{head}</tr>{cells}</table>")
+    return _page(f"{commit['dataset']}: tables", "".join(body))
+
+
+# -- plots -------------------------------------------------------------------------------------
+
+
+def coverage(commit: dict[str, Any], path: Path, access: Access) -> None:
+    """One bar per file along the concatenation dimension, coloured by what the commit did
+    with it; a red band where neighbours leave a gap or overlap; skipped files in the title."""
+    files = commit["files"]
+    starts, ends, axis = _extents(commit, access)
+    per_file = commit["report"].get("per_file", {})
+    change = commit.get("change") or {}
+    changed = (
+        set()
+        if change.get("action") == "created"
+        else {
+            *change.get("appended", []),
+            *change.get("rescanned", []),
+        }
+    )
+    height = 0.28 * len(files) + 2 if len(files) <= 60 else 6
+    fig, ax = plt.subplots(figsize=(10, max(3, height)))
+    tolerance = 0.25 * float(np.median(np.subtract(ends, starts))) / max(1, _steps(files))
+    for i, (entry, start, end) in enumerate(zip(files, starts, ends, strict=True)):
+        fate = per_file.get(entry["file_id"], {})
+        kind = "copied" if fate.get("copied") else "split" if fate.get("split") else "as is"
+        ax.barh(i, end - start, left=start, color=COLOURS[kind], edgecolor="white", height=0.8)
+        if entry["file_id"] in changed:
+            ax.barh(i, end - start, left=start, fill=False, edgecolor=COLOURS["changed"], lw=2)
+        if i and abs(start - ends[i - 1]) > tolerance:
+            ax.axvspan(min(start, ends[i - 1]), max(start, ends[i - 1]), color="#c44e52", alpha=0.3)
+    if len(files) <= 60:
+        ax.set_yticks(range(len(files)), [f["file_id"] for f in files], fontsize=7)
+    ax.invert_yaxis()
+    if axis == "dates":
+        ax.xaxis_date()
+    dim = commit["concat_dim"]
+    ax.set_xlabel(f"index along {dim}" if axis == "positions" else dim)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in COLOURS.values()]
+    labels = ["referenced as is", "split", "partly copied", "new or changed"]
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=4, fontsize=7)
+    skipped = commit.get("skipped", [])
+    title = f"{commit['dataset']}: {len(files)} files along {commit['concat_dim']}"
+    if skipped:
+        title += f"; {len(skipped)} skipped: " + ", ".join(s["file_id"] for s in skipped[:5])
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _steps(files: list[dict[str, Any]]) -> float:
+    return float(np.median([f["length"] for f in files])) if files else 1.0
+
+
+def _extents(commit: dict[str, Any], access: Access) -> tuple[list[float], list[float], str]:
+    """Each file's start and end along the dimension: from the coordinate's bounds where it
+    has them, else from its values; dates as matplotlib date numbers. Positions (indexes)
+    where the coordinate is missing, not numeric or not increasing."""
+    files = commit["files"]
+    positions = [f["start"] for f in files], [f["start"] + f["length"] for f in files], "positions"
+    try:
+        from nc2ice.reading import open_store_dataset
+
+        group = commit.get("group") or None
+        ds = open_store_dataset(commit["store"], access, group, commit["snapshot"])
+        coord = ds[commit["concat_dim"]]
+        bounds = ds[coord.attrs["bounds"]].values if coord.attrs.get("bounds") in ds else None
+        values = coord.values
+    except Exception:  # noqa: BLE001 - no usable coordinate: positions will do
+        return positions
+    if values.dtype.kind not in "iufM" or len(values) != sum(f["length"] for f in files):
+        return positions
+    if len(values) > 1 and not (np.diff(values) > np.zeros((), np.diff(values).dtype)).all():
+        return positions  # a counter that restarts in each file: positions tell more
+    dates = values.dtype.kind == "M"
+    lows = bounds[:, 0] if bounds is not None and bounds.ndim == 2 else values
+    highs = bounds[:, 1] if bounds is not None and bounds.ndim == 2 else values
+    lows, highs = _numbers(lows, dates), _numbers(highs, dates)
+    if bounds is None:  # points: a file reaches half a step beyond its first and last
+        half = float(np.median(np.diff(lows))) / 2 if len(lows) > 1 else 0.5
+        lows, highs = lows - half, highs + half
+    starts = [float(lows[f["start"]]) for f in files]
+    ends = [float(highs[f["start"] + f["length"] - 1]) for f in files]
+    return starts, ends, "dates" if dates else "values"
+
+
+def _numbers(values: np.ndarray, dates: bool) -> np.ndarray:
+    if dates:
+        return matplotlib.dates.date2num(values.astype("datetime64[s]"))
+    return values.astype("f8")
+
+
+def quicklooks(commit, validation, access: Access, folder: Path) -> list[Path]:
+    """Each data variable, from the store and from the first file, read directly.  A
+    variable that cannot be drawn gets a page saying why: the store is no worse for it."""
+    from nc2ice.reading import open_store_dataset
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    store = open_store_dataset(
+        commit["store"], access, commit.get("group") or None, commit["snapshot"]
+    )
+    first = commit["files"][0]
+    made = []
+    with contextlib.ExitStack() as stack:
+        source = _Source(first["url"], access, stack)
+        for name, var in store.data_vars.items():
+            if var.ndim == 0 or var.dtype.kind not in "iuf":
+                continue
+            path = folder / f"{name}.png"
+            try:
+                _quicklook(name, var, source.field(name), commit["concat_dim"], first, path)
+            except Exception as exc:  # noqa: BLE001 - one odd variable must not lose the rest
+                log.warning("%s: no quicklook of %s: %s", commit["dataset"], name, exc)
+                _no_quicklook(name, f"{type(exc).__name__}: {exc}", path)
+            made.append(path)
+    return made
+
+
+class _Source:
+    """The first source file, read as validation reads it: by netCDF-C, or by h5netcdf for
+    the HDF5 filters netCDF-C lacks."""
+
+    def __init__(self, url: str, access: Access, stack: contextlib.ExitStack):
+        from nc2ice.validate import open_source
+
+        self.url, self.open = url, functools.partial(open_source, url, access, stack)
+        self.ds = self.open()
+
+    def field(self, name: str):
+        if name not in self.ds:
+            raise LookupError(f"not in {self.url}")
+        var = self.ds[name]
+        try:
+            var.isel(dict.fromkeys(var.dims, 0)).load()  # one value: can netCDF-C decode it?
+        except RuntimeError as exc:
+            if "Filter error" not in str(exc):
+                raise
+            self.ds = self.open(netcdf_c=False)
+            var = self.ds[name]
+        return var
+
+
+def _no_quicklook(name: str, why: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(11, 1.5))
+    ax.axis("off")
+    ax.text(0.01, 0.5, f"{name}: no quicklook ({why})"[:300], va="center", fontsize=9, wrap=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _quicklook(name, stored, source, dim, first, path: Path) -> None:
+    """A map of one step for gridded data, a line through the first file for a series."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    mapped = len([d for d in stored.dims if d != dim]) >= 2
+    span = slice(first["start"], first["start"] + first["length"])
+    pair = (("store", stored, span), (f"source: {first['file_id']}", source, slice(None)))
+    fields = []
+    for label, var, steps in pair:
+        if dim in var.dims:
+            var = var.isel({dim: (steps.start or 0) if mapped else steps})
+        while var.ndim > (2 if mapped else 1):  # the first level, the first station
+            var = var.isel({next(d for d in var.dims if d != dim): 0})
+        fields.append((label, var.load()))
+    finite = [np.asarray(v.values, dtype="f8") for _, v in fields]
+    finite = [v[np.isfinite(v)] for v in finite]
+    limits = {}
+    if mapped and all(v.size for v in finite):
+        limits = {"vmin": min(v.min() for v in finite), "vmax": max(v.max() for v in finite)}
+    for ax, (label, var) in zip(axes, fields, strict=True):
+        var.plot(ax=ax, **limits)
+        ax.set_title(f"{name}, {label}", fontsize=9)
+    what = "the first step of the first file" if mapped else "through the first file"
+    fig.suptitle(f"{name}: {what}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
