@@ -21,6 +21,7 @@ PASSING = {
     "uneven_uncompressed": {},
     "uneven_compressed": {"max_materialized_fraction": 0.5},
     "leap_years": {},
+    "beyond_2262": {},
     "time_units": {},
     "packing": {},
     "awkward": {},

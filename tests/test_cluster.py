@@ -166,3 +166,22 @@ def test_the_nci_example_through_the_gadi_profile_dry_run(tmp_path):
     out = proc.stdout + proc.stderr
     expected = "pbs=-P xy12 -q copyq -l ncpus=1,mem=2000MB,walltime=01:00:00,jobfs=1000MB,"
     assert expected + "storage=gdata/xy12,wd" in out
+
+
+def test_a_step_sized_in_the_config_reaches_qsub(tmp_path):
+    from nc2ice.cluster import resources
+    from nc2ice.config import ConfigError
+    from nc2ice.config import validate as validate_config
+
+    schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
+    cluster = {"scheduler": "pbs", "project": "xy12", "queue_local": "normal"}
+    cluster["resources"] = {"commit": {"mem_mb": 64000, "runtime": 600}}
+    config = {"datasets": {"d": {"sources": [str(tmp_path / "*.nc")]}}, "cluster": cluster}
+    config = validate_config(config, schema)
+    commit = resources(config, "commit", "d", attempt=2)
+    assert commit["mem_mb"] == 64000 and commit["runtime"] == 1200 and commit["disk_mb"] == 1000
+    assert "mem=64000MB,walltime=20:00:00" in commit["pbs"]
+    assert "mem=4000MB,walltime=02:00:00" in resources(config, "scan", "d")["pbs"]
+    cluster["resources"] = {"comit": {"mem_mb": 64000}}
+    with pytest.raises(ConfigError, match="cluster.resources"):
+        validate_config(config, schema)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 
 import archives
 import zarr
 from conftest import commit
 
-from nc2ice.access import Access, normalize_url, prefix_of
+from nc2ice.access import Access, local_path, normalize_url, prefix_of
 from nc2ice.combine import combine
 from nc2ice.commit import checksum_time, open_repository
 from nc2ice.scan import scan_file
-from nc2ice.validate import validate
+from nc2ice.validate import changed_sources, validate
 
 
 def _commit(tmp_path):
@@ -25,7 +26,7 @@ def _commit(tmp_path):
     checksums = {u: checksum_time(access.head(u)["last_modified"]) for u in urls}
     snapshot = commit(plan, store, sorted({prefix_of(u) for u in urls}), checksums)
     extents = [
-        {"file_id": f.stem, "url": u, "start": 12 * i, "length": 12}
+        {"file_id": f.stem, "url": u, "start": 12 * i, "length": 12, "version": access.head(u)}
         for i, (f, u) in enumerate(zip(files, urls))
     ]
     record = {
@@ -46,6 +47,36 @@ def test_a_faithful_store_passes(tmp_path):
     assert result.passed, result.mismatches
     assert {"tas", "time", "time_bnds", "lat", "lon"} <= set(result.variables_checked)
     json.dumps(result.to_dict(), default=str)
+
+
+def test_a_source_changed_since_the_commit_is_named(tmp_path):
+    access, _, record = _commit(tmp_path)
+    changed = record["files"][1]
+    path = local_path(changed["url"])
+    os.utime(path, (1e9, 1e9))  # rewritten with the same bytes: only Last-Modified tells
+    result = validate(record, access, sample_chunks=2)
+    assert not result.passed
+    assert list(result.changed_sources) == [changed["file_id"]]
+    assert "Last-Modified" in result.changed_sources[changed["file_id"]]
+    assert [m["file"] for m in result.mismatches] == [changed["file_id"]]
+    assert "rescans" in result.mismatches[0]["detail"]
+
+
+def test_changed_sources_over_http_need_no_head(http_server, http_root, tmp_path):
+    """A one-byte ranged GET tells a remote file's version as the scan saw it."""
+    files = archives.clean(http_root / "versions", years=(2000, 2001))
+    access = Access()
+    urls = [f"{http_server.url}/versions/{f.name}" for f in files]
+    entries = [
+        {"file_id": f.stem, "url": u, "version": scan_file(u, access, inline_limit=0).identity}
+        for f, u in zip(files, urls)
+    ]
+    assert changed_sources(entries, access, workers=2) == {}
+    files[0].write_bytes(files[0].read_bytes() + b"\0")
+    changed = changed_sources(entries, access, workers=2)
+    assert list(changed) == [files[0].stem] and "size" in changed[files[0].stem]
+    files[1].unlink()
+    assert "not found" in changed_sources(entries, access, workers=2)[files[1].stem]
 
 
 def test_first_files_time_units_everywhere_is_caught(tmp_path):

@@ -18,12 +18,13 @@ from urllib.parse import urlsplit
 
 from nc2ice.access import normalize_url
 
-# Per rule: memory (MB), time (minutes), scratch (MB). A retry after a kill gets more time.
+# Per step: memory (MB), time (minutes), scratch (MB); `cluster.resources` overrides them.
+# A retry after a kill gets more time.
 NEEDS = {
-    "list_sources": (2000, 60, 1000),
-    "scan": (4000, 120, 1000),
-    "commit": (16000, 240, 1000),
-    "validate": (8000, 120, 4000),
+    "list_sources": {"mem_mb": 2000, "runtime": 60, "disk_mb": 1000},
+    "scan": {"mem_mb": 4000, "runtime": 120, "disk_mb": 1000},
+    "commit": {"mem_mb": 16000, "runtime": 240, "disk_mb": 1000},
+    "validate": {"mem_mb": 8000, "runtime": 120, "disk_mb": 4000},
 }
 GADI_STORAGE = re.compile(r"^/(g/data|scratch)/([A-Za-z0-9_]+)(/|$)")
 
@@ -62,16 +63,12 @@ def storage_flags(config: dict[str, Any], dataset: str, workdir: str | None = No
 
 
 def resources(config: dict[str, Any], rule: str, dataset: str, attempt: int = 1) -> dict[str, Any]:
-    """The resources one job of ``rule`` asks for."""
-    mem_mb, minutes, disk_mb = NEEDS[rule]
-    remote = int(is_remote(config, dataset))
-    out: dict[str, Any] = {
-        "mem_mb": mem_mb,
-        "runtime": minutes * attempt,
-        "disk_mb": disk_mb,
-        "remote": remote,
-    }
+    """The resources one job of ``rule`` asks for.  They are set in the config, not with
+    ``--set-resources``: the qsub options are made from them before Snakemake applies that."""
     cluster = config.get("cluster") or {}
+    needs = {**NEEDS[rule], **(cluster.get("resources") or {}).get(rule, {})}
+    remote = int(is_remote(config, dataset))
+    out: dict[str, Any] = {**needs, "runtime": needs["runtime"] * attempt, "remote": remote}
     queue = cluster.get("queue_remote" if remote else "queue_local")
     if cluster.get("scheduler") == "pbs":
         out["pbs"] = qsub_options(cluster, queue, out, storage_flags(config, dataset))

@@ -30,6 +30,7 @@ from nc2ice.access import Access  # noqa: E402
 from nc2ice.manifest import atomic_write_text  # noqa: E402
 
 log = logging.getLogger(__name__)
+CELL_ATTRS = ("bounds", "climatology")  # variables that only describe a coordinate's cells
 COLOURS = {"as is": "#4c72b0", "split": "#55a868", "copied": "#dd8452", "changed": "#c44e52"}
 STYLE = """<style>
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -215,7 +216,8 @@ def coverage(commit: dict[str, Any], path: Path, access: Access) -> None:
     if axis == "dates":
         ax.xaxis_date()
     dim = commit["concat_dim"]
-    ax.set_xlabel(f"index along {dim}" if axis == "positions" else dim)
+    labels = {"positions": f"index along {dim}", "years": f"{dim} (years)"}
+    ax.set_xlabel(labels.get(axis, dim))
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in COLOURS.values()]
     labels = ["referenced as is", "split", "partly copied", "new or changed"]
     ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=4, fontsize=7)
@@ -235,7 +237,7 @@ def _steps(files: list[dict[str, Any]]) -> float:
 
 def _extents(commit: dict[str, Any], access: Access) -> tuple[list[float], list[float], str]:
     """Each file's start and end along the dimension: from the coordinate's bounds where it
-    has them, else from its values; dates as matplotlib date numbers. Positions (indexes)
+    has them, else from its values (dates as numbers, see ``_numbers``). Positions (indexes)
     where the coordinate is missing, not numeric or not increasing."""
     files = commit["files"]
     positions = [f["start"] for f in files], [f["start"] + f["length"] for f in files], "positions"
@@ -249,25 +251,43 @@ def _extents(commit: dict[str, Any], access: Access) -> tuple[list[float], list[
         values = coord.values
     except Exception:  # noqa: BLE001 - no usable coordinate: positions will do
         return positions
-    if values.dtype.kind not in "iufM" or len(values) != sum(f["length"] for f in files):
+    kind = "dates" if values.dtype.kind == "M" else "years" if _cftime(values) else "values"
+    if kind == "values" and values.dtype.kind not in "iuf":
         return positions
-    if len(values) > 1 and not (np.diff(values) > np.zeros((), np.diff(values).dtype)).all():
+    if len(values) != sum(f["length"] for f in files):
+        return positions
+    numbers = _numbers(values, kind)
+    if len(numbers) > 1 and not (np.diff(numbers) > 0).all():
         return positions  # a counter that restarts in each file: positions tell more
-    dates = values.dtype.kind == "M"
     lows = bounds[:, 0] if bounds is not None and bounds.ndim == 2 else values
     highs = bounds[:, 1] if bounds is not None and bounds.ndim == 2 else values
-    lows, highs = _numbers(lows, dates), _numbers(highs, dates)
+    lows, highs = _numbers(lows, kind), _numbers(highs, kind)
     if bounds is None:  # points: a file reaches half a step beyond its first and last
         half = float(np.median(np.diff(lows))) / 2 if len(lows) > 1 else 0.5
         lows, highs = lows - half, highs + half
     starts = [float(lows[f["start"]]) for f in files]
     ends = [float(highs[f["start"] + f["length"] - 1]) for f in files]
-    return starts, ends, "dates" if dates else "values"
+    return starts, ends, kind
 
 
-def _numbers(values: np.ndarray, dates: bool) -> np.ndarray:
-    if dates:
+def _cftime(values: np.ndarray) -> bool:
+    import cftime
+
+    return values.dtype.kind == "O" and all(isinstance(v, cftime.datetime) for v in values.flat)
+
+
+def _numbers(values: np.ndarray, kind: str) -> np.ndarray:
+    """Numbers to plot: matplotlib's for numpy dates; decimal years for cftime dates (any
+    calendar: 360-day years too); the values themselves otherwise."""
+    if kind == "dates":
         return matplotlib.dates.date2num(values.astype("datetime64[s]"))
+    if kind == "years":
+        import cftime
+
+        calendar = values.flat[0].calendar
+        year = {"360_day": 360.0, "noleap": 365.0, "365_day": 365.0, "all_leap": 366.0}
+        days = cftime.date2num(values, "days since 0001-01-01", calendar=calendar)
+        return 1 + np.asarray(days, dtype="f8") / year.get(calendar, 365.2425)
     return values.astype("f8")
 
 
@@ -286,8 +306,9 @@ def quicklooks(commit, validation, access: Access, folder: Path) -> list[Path]:
     made = []
     with contextlib.ExitStack() as stack:
         source = _Source(first["url"], access, stack)
+        bounds = {v.attrs.get(k) for v in store.variables.values() for k in CELL_ATTRS}
         for name, var in store.data_vars.items():
-            if var.ndim == 0 or var.dtype.kind not in "iuf":
+            if var.ndim == 0 or var.dtype.kind not in "iuf" or name in bounds:
                 continue
             path = folder / f"{name}.png"
             try:
@@ -343,6 +364,9 @@ def _quicklook(name, stored, source, dim, first, path: Path) -> None:
             var = var.isel({dim: (steps.start or 0) if mapped else steps})
         while var.ndim > (2 if mapped else 1):  # the first level, the first station
             var = var.isel({next(d for d in var.dims if d != dim): 0})
+        for name_, coord in var.coords.items():  # matplotlib draws no cftime dates
+            if coord.ndim == 1 and _cftime(coord.values):
+                var = var.assign_coords({name_: (coord.dims, _numbers(coord.values, "years"))})
         fields.append((label, var.load()))
     finite = [np.asarray(v.values, dtype="f8") for _, v in fields]
     finite = [v[np.isfinite(v)] for v in finite]

@@ -27,7 +27,7 @@ def run(snakemake: Any, step: str) -> None:
     try:
         STEPS[step](snakemake)
         log.info(
-            "%s done in %.1f s (CPU %.1f s, of which %.1f s starting Python)",
+            "%s done in %.1f s (CPU %.1f s, besides %.1f s starting Python)",
             step,
             time.perf_counter() - start,
             time.process_time() - cpu,
@@ -97,7 +97,8 @@ def validate_step(
     ds = config["datasets"][dataset]
     # Reading the store follows its references with Zarr's concurrency: keep to our share.
     zarr.config.set({"async.concurrency": max(1, connections)})
-    result = validate(commit_doc, Access.from_config(config), sample_chunks=ds["sample_chunks"])
+    access = Access.from_config(config)
+    result = validate(commit_doc, access, sample_chunks=ds["sample_chunks"], workers=connections)
     # Snakemake deletes the outputs of a failed job, so a failed report also goes beside it.
     failed = Path(out).with_suffix(".failed.json")
     write_json(failed if not result.passed else out, result.to_dict())

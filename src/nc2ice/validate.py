@@ -16,6 +16,7 @@ import math
 import os
 import random
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ class Validation:
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     dtype_differences: dict[str, dict[str, str]] = field(default_factory=dict)
     skipped_files: list[dict[str, str]] = field(default_factory=list)
+    changed_sources: dict[str, str] = field(default_factory=dict)
     not_in_store: dict[str, str] = field(default_factory=dict)
     what_commit_did: dict[str, Any] = field(default_factory=dict)
 
@@ -96,7 +98,9 @@ def _open(stack: ExitStack, what: Any, engine: str, group: str | None, **kw: Any
     return stack.enter_context(xr.open_dataset(what, engine=engine, group=group, **kw))
 
 
-def validate(commit: dict[str, Any], access: Access, *, sample_chunks: int) -> Validation:
+def validate(
+    commit: dict[str, Any], access: Access, *, sample_chunks: int, workers: int = 1
+) -> Validation:
     result = Validation(
         dataset=commit["dataset"], store=commit["store"], snapshot=commit["snapshot"]
     )
@@ -123,10 +127,18 @@ def validate(commit: dict[str, Any], access: Access, *, sample_chunks: int) -> V
     root = commit.get("group", "")  # the dataset's group in a repository shared by datasets
     groups = commit.get("groups", [""])
     progress = Progress(f"{commit['dataset']}: files compared", len(groups) * len(commit["files"]))
+    result.changed_sources = changed_sources(commit["files"], access, workers)
+    for file_id, what in result.changed_sources.items():
+        detail = f"the source changed since the commit ({what}); a rerun rescans it"
+        log.error("%s: %s", file_id, detail)
+        result.mismatches.append({"variable": "", "file": file_id, "detail": detail})
     for group in groups:
         inside = "/".join(p for p in (root, group) if p)
         store_ds = open_store_dataset(commit["store"], access, inside, commit["snapshot"])
         for n, entry in enumerate(commit["files"]):
+            if entry["file_id"] in result.changed_sources:  # its chunks are refused: no reads
+                progress.advance()
+                continue
             with ExitStack() as stack:
                 source = functools.partial(open_source, entry["url"], access, stack, group or None)
                 check = _FileCheck(result, store_ds, entry, group, commit["concat_dim"], declared)
@@ -134,6 +146,35 @@ def validate(commit: dict[str, Any], access: Access, *, sample_chunks: int) -> V
             progress.advance()
     result.variables_checked = sorted(set(result.variables_checked))
     return result
+
+
+def changed_sources(files: list[dict[str, Any]], access: Access, workers: int) -> dict[str, str]:
+    """The committed files whose size, ETag or Last-Modified is not what the commit recorded,
+    each with what changed.  A remote file is asked with a one-byte ranged GET (servers that
+    refuse HEAD answer it too)."""
+
+    def now(url: str) -> dict[str, Any]:
+        if url.startswith("file://"):
+            return access.head(url)
+        store = access.object_store(prefix_of(url))
+        return SourceReader(store, access.path_in_store(url), head_bytes=1).fetch_head().meta
+
+    def differences(entry: dict[str, Any]) -> str:
+        before = entry.get("version") or {}
+        try:
+            after = now(entry["url"])
+        except Exception as exc:  # noqa: BLE001 - gone or unreadable: that is the change
+            return f"now unreadable: {str(exc).removeprefix(entry['url'] + ': ')}"
+        names = {"size": "size", "etag": "ETag", "last_modified": "Last-Modified"}
+        return "; ".join(
+            f"{names[key]} {before[key]} -> {after.get(key) or '?'}"
+            for key in names
+            if before.get(key) and before[key] != after.get(key)
+        )
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        found = dict(zip([f["file_id"] for f in files], pool.map(differences, files), strict=True))
+    return {file_id: what for file_id, what in found.items() if what}
 
 
 class _FileCheck:
@@ -188,7 +229,11 @@ class _FileCheck:
             if svar.shape != src.shape:
                 self.mismatch(path, f"shape {svar.shape} in the store, {src.shape} in the source")
                 continue
-            if svar.dtype != src.dtype and not self.dtype_declared(path, name, svar, src):
+            if (
+                svar.dtype != src.dtype
+                and not _dates_both(svar.dtype, src.dtype)
+                and not self.dtype_declared(path, name, svar, src)
+            ):
                 continue
             for selection in _selections(svar, sample_chunks, self.rng):
                 want = self.wanted(path, name, src, selection, svar.dtype)
@@ -204,7 +249,7 @@ class _FileCheck:
         return False
 
     def wanted(self, path, name, src, selection, dtype) -> np.ndarray:
-        if src.dtype == dtype:
+        if src.dtype == dtype or _dates_both(src.dtype, dtype):
             return self.values(name, selection)
         raw = self.raw().variables[name]  # decode the packed values in the store's type
         return decode_packed(raw[selection].values, raw.attrs, np.dtype(dtype))
@@ -292,16 +337,46 @@ def _selections(var: xr.Variable, k: int, rng: random.Random):
     ]
 
 
+def _dates_both(a: np.dtype, b: np.dtype) -> bool:
+    """One side decoded to numpy dates, the other to cftime dates: a store whose time runs
+    past 2262 (or before 1678) decodes to cftime, each of its files within to numpy."""
+    return {np.dtype(a).kind, np.dtype(b).kind} == {"M", "O"}
+
+
+def _as_cftime(dates: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """numpy dates as cftime dates of the calendar of ``like``'s (NaT as None)."""
+    import cftime
+
+    sample = next((x for x in like.ravel() if isinstance(x, cftime.datetime)), None)
+    if sample is None:
+        return dates.astype(object)
+    micro = dates.astype("datetime64[us]").astype(object)  # datetime.datetime, or None
+    out = [
+        None
+        if d is None
+        else cftime.datetime(*d.timetuple()[:6], d.microsecond, calendar=sample.calendar)
+        for d in micro.ravel()
+    ]
+    return np.array(out, dtype=object).reshape(dates.shape)
+
+
 def _equal(a: np.ndarray, b: np.ndarray) -> bool:
     if a.shape != b.shape:
         return False
+    if _dates_both(a.dtype, b.dtype):
+        a, b = (_as_cftime(a, b), b) if a.dtype.kind == "M" else (a, _as_cftime(b, a))
+        return all(x == y or (_missing(x) and _missing(y)) for x, y in zip(a.ravel(), b.ravel()))
     if a.dtype.names or b.dtype.names:
         return a.dtype.names == b.dtype.names and all(_equal(a[n], b[n]) for n in a.dtype.names)
-    if a.dtype.kind in "fcM" and a.dtype == b.dtype:
+    if a.dtype.kind in "fcmM" and a.dtype == b.dtype:
         return bool(np.array_equal(a, b, equal_nan=True))
     if a.dtype.kind in "SUO" or b.dtype.kind in "SUO":
         return [str(_text(x)) for x in a.ravel()] == [str(_text(x)) for x in b.ravel()]
     return a.dtype == b.dtype and bool(np.array_equal(a, b))
+
+
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
 
 
 def _text(x: Any) -> Any:
