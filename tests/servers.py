@@ -82,6 +82,7 @@ class HTTPServer:
             return
         self._ready.set()
         self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())  # close open connections quietly
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self.refuse:
