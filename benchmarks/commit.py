@@ -14,6 +14,7 @@ peak memory.  The files themselves are never read: a commit only writes referenc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -87,30 +88,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--chunks", type=int, default=1000)
-    parser.add_argument("--workdir", default=None, help="keep the manifests here")
+    parser.add_argument("--workdir", default=None, help="work here, and keep it (logs, store)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-commit-", dir=args.workdir) as tmp:
-        work = Path(tmp)
-        start = time.perf_counter()
-        size = write_manifests(work, args.files, args.chunks)
-        refs = args.files * args.chunks
-        print(f"{args.files} manifests of {args.chunks} references written in "
-              f"{time.perf_counter() - start:.0f} s: {size / 1e6:.0f} MB, "
-              f"{size / refs:.0f} bytes per reference")  # fmt: skip
-        config = {
-            "datasets": {"bench": _dataset()},
-            "store": {"root": str(work / "stores")},
-            "http": {"max_connections": 10},
-        }
-        (work / "config.json").write_text(json.dumps(config))
-        out = subprocess.run(
-            [sys.executable, "-c", RUN, str(work)], capture_output=True, text=True, cwd=REPO
-        )
-        if out.returncode:
-            raise SystemExit(out.stderr[-3000:])
-        result = json.loads(out.stdout.splitlines()[-1])
-        print(f"| {refs:.0e} references | {result['wall']:.1f} s | CPU {result['cpu']:.1f} s | "
-              f"peak {result['maxrss_mb']:.0f} MB |")  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        if args.workdir:
+            work = Path(args.workdir)
+            work.mkdir(parents=True, exist_ok=True)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-commit-")))
+        print(bench(work, args.files, args.chunks))
+
+
+def bench(work: Path, files: int, chunks: int) -> str:
+    start = time.perf_counter()
+    size = write_manifests(work, files, chunks)
+    refs = files * chunks
+    print(f"{files} manifests of {chunks} references written in "
+          f"{time.perf_counter() - start:.0f} s: {size / 1e6:.0f} MB, "
+          f"{size / refs:.0f} bytes per reference")  # fmt: skip
+    config = {
+        "datasets": {"bench": _dataset()},
+        "store": {"root": str(work / "stores")},
+        "http": {"max_connections": 10},
+    }
+    (work / "config.json").write_text(json.dumps(config))
+    out = subprocess.run(
+        [sys.executable, "-c", RUN, str(work)], capture_output=True, text=True, cwd=REPO
+    )
+    if out.returncode:
+        raise SystemExit(out.stderr[-3000:])
+    result = json.loads(out.stdout.splitlines()[-1])
+    return (
+        f"| {refs:.0e} references | {result['wall']:.1f} s | CPU {result['cpu']:.1f} s | "
+        f"peak {result['maxrss_mb']:.0f} MB |"
+    )
 
 
 def _dataset() -> dict:

@@ -20,6 +20,7 @@ from nc2ice.access import Access, prefix_of
 from nc2ice.chunks import read_region
 from nc2ice.errors import CombineError
 from nc2ice.faults import pause
+from nc2ice.logs import Progress
 from nc2ice.manifest import atomic_write_text, read_manifest
 from nc2ice.scan import Scanned, read_index
 
@@ -48,7 +49,11 @@ def aggregate(
             f"{dataset}: no file to combine: all {len(skipped)} files were skipped as "
             f"unreadable; {skipped_out} lists them with the reasons"
         )
-    manifests = [(r.file_id, read_manifest(where[r.file_id])) for r in scanned]
+    progress = Progress(f"{dataset}: manifests read", len(scanned))
+    manifests = []
+    for row in scanned:
+        manifests.append((row.file_id, read_manifest(where[row.file_id])))
+        progress.advance()
     log.info("%s: combining %d manifests (%d skipped files)", dataset, len(manifests), len(skipped))
     plan = combine_mod.combine(
         manifests,

@@ -24,6 +24,7 @@ import obstore
 
 from nc2ice.access import Access, prefix_of, referenceable_url
 from nc2ice.errors import AccessError
+from nc2ice.logs import Progress
 
 log = logging.getLogger(__name__)
 NS = "{http://www.unidata.ucar.edu/namespaces/thredds/InvCatalog/v1.0}"
@@ -54,13 +55,15 @@ def crawl(
     level = [catalog]
     seen = set(level)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for _ in range(depth + 1):
+        for down in range(depth + 1):
             if not level:
                 break
             refs: list[str] = []
+            progress = Progress(f"{catalog}: catalogs read {down} level(s) down", len(level))
             for url, root in zip(level, pool.map(lambda u: _fetch(u, access), level)):
                 found.catalogs += 1
                 refs += _read(url, root, found, include, exclude)
+                progress.advance()
             level = [r for r in dict.fromkeys(refs) if r not in seen]
             seen.update(level)
     if level:
