@@ -164,6 +164,18 @@ def packing(folder: Path) -> list[Path]:
     ]
 
 
+def fill_values(folder: Path) -> list[Path]:
+    """float32 tas whose _FillValue differs from file to file, with missing values in each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for year, fill in ((2000, 1e20), (2001, -999.0)):
+        ds = monthly(year)
+        ds["tas"][0, 0, :2] = np.nan
+        encoding = {"zlib": True, "_FillValue": np.float32(fill)}
+        out.append(write(ds, folder / f"tas_{year}.nc", tas=encoding))
+    return out
+
+
 def awkward(folder: Path) -> list[Path]:
     """Variable-length strings, scalars (one in HDF5 compact layout), a netCDF4 group."""
     import h5py

@@ -24,6 +24,7 @@ PASSING = {
     "beyond_2262": {},
     "time_units": {},
     "packing": {},
+    "fill_values": {},
     "awkward": {},
     "drift_variables": {"variables": "common"},
     "netcdf3": {},
@@ -106,6 +107,15 @@ def test_time_units_harmonised(messy_run):
 def test_packing_differences_are_decoded(messy_run):
     report = commit_record(messy_run, "packing")["report"]
     assert any("'tas'" in n and "decoded" in n for n in report["notes"])
+
+
+def test_fill_values_that_differ_keep_the_type_netcdf_readers_give(messy_run):
+    report = commit_record(messy_run, "fill_values")["report"]
+    assert (
+        "'tas': packing or fill values differ between files; stored decoded as float32"
+        in (report["notes"])
+    )
+    assert report["dtype_differences"] == {}  # validation checks the type too
 
 
 def test_awkward_variables_and_groups(messy_run):

@@ -46,7 +46,12 @@ def test_pbs_states_are_read_as_pbs_pro_reports_them(code, comment, expected, wh
         assert "walltime 01:00:04 of 01:00:00" in reason and "and finished" in reason
 
 
-@pytest.mark.parametrize("state", ["Q", "H", "R", "E", "W", "S"])
+def test_a_job_deleted_before_it_ran_failed():
+    fields = {"job_state": "F", "comment": "Job deleted as result of qdel"}
+    assert status(fields) == ("failed", "finished without running: Job deleted as result of qdel")
+
+
+@pytest.mark.parametrize("state", ["Q", "H", "R", "E", "W", "S", "M"])
 def test_queued_and_running_jobs_are_running(state):
     assert status({"job_state": state})[0] == "running"
 

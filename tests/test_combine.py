@@ -115,3 +115,39 @@ def test_a_variable_whose_dimensions_change_is_drift():
     b[1].variables["tas"].dims = ("time", "lon")
     with pytest.raises(CombineError, match=r"(?s)dimensions differ.*dims of tas"):
         combine([a, b], concat_dim="time")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "attrs", "attr_types"),
+    [
+        ("<f4", {"_FillValue": 1e20}, {"_FillValue": "float32"}),
+        ("<i2", {"scale_factor": 0.01, "add_offset": 280.0}, {"scale_factor": "float32"}),
+        ("<i2", {"scale_factor": 0.01, "_FillValue": -32767}, {}),
+        ("<i2", {"_FillValue": -1}, {}),
+        ("<i4", {"missing_value": -1}, {}),
+        ("|u1", {}, {}),
+    ],
+)
+def test_values_are_decoded_as_xarray_decodes_them(dtype, attrs, attr_types):
+    """What the store holds where encodings differ between files: xarray's values, bit for
+    bit, in the type xarray gives (float32 stays float32)."""
+    import xarray as xr
+
+    from nc2ice.encoding import _decoded, _netcdf_decoded_dtype
+
+    raw = np.array([[-32767, -1, 0, 7], [100, 250, 3, -1]]).astype(dtype)
+    typed = {k: np.dtype(attr_types[k]).type(v) if k in attr_types else v for k, v in attrs.items()}
+    want = xr.decode_cf(xr.Dataset({"v": (("y", "x"), raw, typed)}))["v"].values
+    var = Variable(
+        path="v",
+        dims=("y", "x"),
+        shape=raw.shape,
+        chunks=raw.shape,
+        dtype=dtype,
+        attrs=dict(attrs),
+        attr_types=dict(attr_types),
+    )
+    var.data = raw
+    got = _decoded(var, _netcdf_decoded_dtype(var)).data
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)

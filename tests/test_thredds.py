@@ -66,3 +66,47 @@ def test_a_dataset_from_a_catalog_needs_no_head_request(tmp_path, catalog, http_
     assert http_server.requests["HEAD"] == 0
     again = run_workflow(tmp_path / "run", config).stderr  # the catalog's dates say: unchanged
     assert "tds: nothing changed" in again and http_server.requests["HEAD"] == 0
+
+
+OLD_STYLE = """<?xml version="1.0" encoding="UTF-8"?>
+<catalog xmlns="http://www.unidata.ucar.edu/namespaces/thredds/InvCatalog/v1.0" version="1.0"
+         base="https://tds.example.org/thredds/catalog/ocean/catalog.xml">
+  <service name="files" serviceType="HTTPServer" base="/thredds/fileServer" />
+  <service name="dap" serviceType="OPENDAP" base="/thredds/dodsC/" />
+  <dataset name="Near-surface temperature" serviceName="files" urlPath="/ocean/tas_2020.nc">
+    <date type="modified">2020-02-03T04:05:06Z</date>
+    <dataset name="A later version" urlPath="ocean/v2/tas_2020.nc">
+      <metadata><serviceName>FILES</serviceName></metadata>
+      <date type="modified">2024-01-01T00:00:00Z</date>
+    </dataset>
+    <dataset name="Salinity">
+      <access serviceName="dap" urlPath="ocean/so_2020.nc" />
+      <access serviceName="files" urlPath="ocean/so_2020.nc" />
+    </dataset>
+  </dataset>
+</catalog>
+"""
+
+
+def test_catalogs_written_the_older_way_are_read_as_their_server_means_them():
+    """The serviceName attribute, a base without its final slash, a urlPath with a leading
+    one, access elements, a catalog base, service names in another case, dates of nested
+    datasets, names that are not file names."""
+    import xml.etree.ElementTree as ET
+
+    from nc2ice.thredds import Found, _read
+
+    url = "https://mirror.example.org/catalog.xml"  # the catalog's base says where it lives
+    found = Found()
+    assert _read(url, ET.fromstring(OLD_STYLE), found, "tas_*.nc", None) == []
+    base = "https://tds.example.org/thredds/fileServer/ocean"
+    dates = {u: f["last_modified"] for u, f in found.files.items()}
+    assert dates == {
+        f"{base}/tas_2020.nc": "2020-02-03T04:05:06+00:00",
+        f"{base}/v2/tas_2020.nc": "2024-01-01T00:00:00+00:00",
+    }
+    assert all(f["size"] == 0 and f["etag"] == "" for f in found.files.values())
+    everything = Found()
+    _read(url, ET.fromstring(OLD_STYLE), everything, None, "A later *")
+    assert sorted(everything.files) == [f"{base}/so_2020.nc", f"{base}/tas_2020.nc"]
+    assert everything.files[f"{base}/so_2020.nc"] is None  # no date: the listing asks (HEAD)

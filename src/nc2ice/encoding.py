@@ -135,10 +135,11 @@ def harmonise(
             f"{out[0][1].attrs['units']!r} ({out[0][1].attrs.get('calendar', 'standard')})"
         )
         return out
+    dtype = np.result_type(*(_netcdf_decoded_dtype(var) for _, var in versions))
     notes.append(
-        f"{path!r}: packing or fill values differ between files; stored decoded as float64"
+        f"{path!r}: packing or fill values differ between files; stored decoded as {dtype.name}"
     )
-    return [(fid, _decoded(var)) for fid, var in versions]
+    return [(fid, _decoded(var, dtype)) for fid, var in versions]
 
 
 def _differences(path: str, versions: list[tuple[str, Variable]]) -> str:
@@ -198,17 +199,36 @@ def _same_dates_in(dates: np.ndarray, cal: str, problem: str) -> np.ndarray:
     return np.array(moved, dtype=object).reshape(np.shape(dates))
 
 
-def _decoded(var: Variable) -> Variable:
-    values = np.asarray(var.data).astype("f8")
+def _netcdf_decoded_dtype(var: Variable) -> np.dtype:
+    """The type netCDF readers (xarray's CF decoding) give this variable: that of its
+    packing attributes, else its own type if float or unmasked, else float32 for masked
+    small integers and float64 for larger ones."""
+    if {"scale_factor", "add_offset"} & set(var.attrs):
+        return np.dtype(_decoded_dtype(var.np_dtype, var.attrs, var.attr_types))
+    if var.np_dtype.kind == "f" or not {"_FillValue", "missing_value"} & set(var.attrs):
+        return var.np_dtype.newbyteorder("=")  # nothing to mask: integers stay integers
+    return np.dtype("f4" if var.np_dtype.itemsize <= 2 else "f8")
+
+
+def _decoded(var: Variable, dtype: np.dtype) -> Variable:
+    """The values netCDF readers give, computed as xarray computes them (in the file's own
+    decoded type, with its typed attributes), then stored as ``dtype``."""
+    own = _netcdf_decoded_dtype(var)
+    raw = np.asarray(var.data)
+    values = raw.astype(own)
     for key in ("_FillValue", "missing_value"):
         if key in var.attrs:
-            values[np.isin(var.data, np.atleast_1d(var.attrs[key]))] = np.nan
-    values = values * float(var.attrs.get("scale_factor", 1.0)) + float(
-        var.attrs.get("add_offset", 0.0)
-    )
+            values[np.isin(raw, np.atleast_1d(var.attrs[key]))] = np.nan
+    for key, apply in (("scale_factor", np.multiply), ("add_offset", np.add)):
+        if key in var.attrs:
+            factor = own.type(var.attrs[key])
+            if key in var.attr_types:
+                factor = np.dtype(var.attr_types[key]).type(var.attrs[key])
+            values = apply(values, factor, dtype=own)
     attrs = {k: v for k, v in var.attrs.items() if k not in ENCODING_ATTRS[2:]}
-    var.data, var.dtype = values, "<f8"
-    var.attrs = {**attrs, "_FillValue": float("nan")}
+    var.data, var.dtype = values.astype(dtype), dtype.newbyteorder("<").str
+    var.attrs = {**attrs, "_FillValue": float("nan")} if dtype.kind == "f" else attrs
+    var.attr_types = {k: t for k, t in var.attr_types.items() if k in attrs}
     var.filters = var.compressor = None
     var.refs, var.virtual = var.no_refs(), False  # the stored numbers differ now
     return var

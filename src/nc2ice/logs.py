@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import warnings
 from pathlib import Path
-
-import icechunk
 
 
 def quiet_libraries() -> None:
@@ -16,7 +15,10 @@ def quiet_libraries() -> None:
     is not for concurrent commits (each store is committed from one job), zarr's that
     numcodecs and record types are not in the v3 spec (they are what the files use), and
     xarray's about decoding choices it makes the same way every time."""
-    icechunk.set_logs_filter("error")
+    if "icechunk" in sys.modules:
+        sys.modules["icechunk"].set_logs_filter(os.environ.get("ICECHUNK_LOG", "error"))
+    else:  # read when it is first imported: jobs that never need Icechunk do not load it
+        os.environ.setdefault("ICECHUNK_LOG", "error")
     for message in (
         "Numcodecs codecs are not in the Zarr version 3",
         "The data type .* does not have a Zarr V3 specification",

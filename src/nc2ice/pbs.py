@@ -19,7 +19,7 @@ KILLED = {
     -28: "for exceeding its CPU time",
     -29: "at its walltime",
 }
-WAITING_OR_RUNNING = set("QHWTSRBEU")
+WAITING_OR_RUNNING = set("QHWTSRBEUM")
 
 
 def parse(text: str) -> dict[str, str]:
@@ -42,10 +42,12 @@ def status(fields: dict[str, str]) -> tuple[str, str]:
         return "running", ""
     if state not in ("F", "X"):
         return "running", f"unknown job_state {state!r}"
-    code = int(fields.get("Exit_status", "0") or 0)
+    comment = fields.get("comment", "")
+    if not fields.get("Exit_status"):  # deleted (or never started) before it could run
+        return "failed", f"finished without running{f': {comment}' if comment else ''}"
+    code = int(fields["Exit_status"])
     if code == 0:
         return "success", ""
-    comment = fields.get("comment", "")
     if code in KILLED:
         why = f"killed {KILLED[code]}"
     elif code > 256:

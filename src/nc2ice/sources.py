@@ -63,7 +63,9 @@ def expand(
     return found
 
 
-def _catalog(entry: dict[str, Any], access: Access, workers: int) -> dict[str, dict[str, Any]]:
+def _catalog(
+    entry: dict[str, Any], access: Access, workers: int
+) -> dict[str, dict[str, Any] | None]:
     from nc2ice.thredds import crawl
 
     found = crawl(
@@ -75,6 +77,9 @@ def _catalog(entry: dict[str, Any], access: Access, workers: int) -> dict[str, d
         workers=workers,
     )
     log.info("%s: %d files in %d catalog(s)", entry["thredds"], len(found.files), found.catalogs)
+    undated = sum(meta is None for meta in found.files.values())
+    if undated:
+        log.info("%s: %d files have no date in the catalog: HEAD each", entry["thredds"], undated)
     for note in found.notes:
         log.warning("%s", note)
     return found.files

@@ -51,7 +51,7 @@ def scan(
     sources = read_table(batch_tsv)
     batch = Path(batch_tsv).stem
     folder = Path(index_out).with_suffix("")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     rows = scan_batch(
         sources,
         folder,
@@ -65,7 +65,8 @@ def scan(
     write_index(rows, index_out)
     fresh = [r for r in rows if not (r.reused or r.skipped)]
     log.info(
-        "%s %s: %d files: %d scanned, %d unchanged (manifests kept), %d skipped; %.1f s",
+        "%s %s: %d files: %d scanned, %d unchanged (manifests kept), %d skipped; "
+        "%.1f s (CPU %.2f s)",
         dataset,
         batch,
         len(rows),
@@ -73,6 +74,7 @@ def scan(
         sum(r.reused for r in rows),
         sum(bool(r.skipped) for r in rows),
         time.perf_counter() - start,
+        time.process_time() - cpu,
     )
     if fresh:
         log.info(

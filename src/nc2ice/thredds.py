@@ -2,8 +2,9 @@
 
 A dataset becomes its HTTPServer (``fileServer``) URL, made from the catalog's own service
 bases (compound services included), and keeps the modification date the catalog gives, so
-no HEAD request is needed per file.  Catalog sizes (``dataSize``, in Kbytes or Mbytes) are
-rounded and are never taken for a file's size: the first ranged read of the file tells it.
+no HEAD request is needed per file (a dataset without one is asked with a HEAD).  Catalog
+sizes (``dataSize``, in Kbytes or Mbytes) are rounded and are never taken for a file's size:
+the first ranged read of the file tells it.
 
 Catalogs are read over the run's own HTTP client (its retries, timeouts and connection
 budget), concurrently within ``http.max_connections``.  Why not siphon: docs/design.md.
@@ -29,14 +30,14 @@ from nc2ice.logs import Progress
 log = logging.getLogger(__name__)
 NS = "{http://www.unidata.ucar.edu/namespaces/thredds/InvCatalog/v1.0}"
 XLINK = "{http://www.w3.org/1999/xlink}"
-FILE_SERVICES = {"httpserver", "http", "file"}
+FILE_SERVICES = {"httpserver", "http", "file", "fileserver"}  # as TDS versions spell it
 
 
 @dataclass
 class Found:
     """What a crawl found: file URLs with their dates, and what it left out and why."""
 
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # url -> identity
+    files: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # url -> identity
     notes: list[str] = field(default_factory=list)
     catalogs: int = 0
 
@@ -92,6 +93,7 @@ def _read(url: str, root: ET.Element, found: Found, include, exclude) -> list[st
         raise AccessError(f"{url}: not a THREDDS catalog (its root is <{root.tag}>)")
     services = _services(root)
     refs: list[str] = []
+    url = urljoin(url, root.get("base", ""))  # what relative URLs in the catalog start from
     _walk(root, url, services, _inherited(root, None), found, refs, include, exclude)
     return refs
 
@@ -102,7 +104,7 @@ def _services(root: ET.Element) -> dict[str, list[tuple[str, str]]]:
     for service in root.iter(f"{NS}service"):
         kind = service.get("serviceType", "").lower()
         members = service.findall(f"{NS}service") if kind == "compound" else [service]
-        out[service.get("name", "")] = [
+        out[service.get("name", "").lower()] = [
             (m.get("serviceType", "").lower(), m.get("base", "")) for m in members
         ]
     return out
@@ -113,12 +115,11 @@ def _walk(node, url, services, inherited, found: Found, refs, include, exclude) 
         if child.tag == f"{NS}catalogRef":
             refs.append(urljoin(url, child.get(f"{XLINK}href", "")))
         elif child.tag == f"{NS}dataset":
-            name = child.get("name", "")
             service = _service_name(child, inherited)
             if service is None and len(services) == 1:  # a catalog with one service
                 service = next(iter(services))
             serves = child.get("urlPath") is not None or child.find(f"{NS}access") is not None
-            if serves and _wanted(name, include, exclude):
+            if serves and _wanted(_names(child), include, exclude):
                 _add(child, url, services, service, found)
             _walk(child, url, services, _inherited(child, inherited), found, refs, include, exclude)
 
@@ -128,12 +129,18 @@ def _add(dataset: ET.Element, url: str, services, service: str | None, found: Fo
     paths = [(service, dataset.get("urlPath"))] if dataset.get("urlPath") is not None else []
     paths += [(a.get("serviceName"), a.get("urlPath")) for a in dataset.findall(f"{NS}access")]
     for service_name, path in paths:
-        for kind, base in services.get(service_name or "", []):
+        for kind, base in services.get((service_name or "").lower(), []):
             if kind in FILE_SERVICES and path is not None:
-                file_url = referenceable_url(urljoin(urljoin(url, base), path))
-                found.files[file_url] = {"size": 0, "etag": "", "last_modified": _modified(dataset)}
+                folder = urljoin(url, base).rstrip("/") + "/"
+                file_url = referenceable_url(urljoin(folder, path.lstrip("/")))
+                modified = _modified(dataset)
+                # Without a date the listing asks the server (a HEAD), or changes go unseen.
+                found.files[file_url] = (
+                    {"size": 0, "etag": "", "last_modified": modified} if modified else None
+                )
                 return
-    offered = sorted({k for s, _ in paths for k, _ in services.get(s or "", [])}) or ["none"]
+    offered = {k for s, _ in paths for k, _ in services.get((s or "").lower(), [])}
+    offered = sorted(offered) or ["none"]
     found.notes.append(
         f"{name}: left out: it has no HTTPServer (fileServer) access in {url} "
         f"(it offers {', '.join(offered)})"
@@ -141,7 +148,10 @@ def _add(dataset: ET.Element, url: str, services, service: str | None, found: Fo
 
 
 def _service_name(node: ET.Element, inherited: str | None) -> str | None:
-    """A dataset's service: its own serviceName, its metadata's, or the inherited one."""
+    """A dataset's service: its own serviceName (element or the older attribute), its
+    metadata's, or the inherited one."""
+    if node.get("serviceName"):
+        return node.get("serviceName", "").strip()
     own = node.find(f"{NS}serviceName")
     if own is not None and own.text:
         return own.text.strip()
@@ -162,8 +172,10 @@ def _inherited(node: ET.Element, inherited: str | None) -> str | None:
 
 
 def _modified(dataset: ET.Element) -> str:
-    """The catalog's modification date, as a listing of the server would give it."""
-    for date in dataset.iter(f"{NS}date"):
+    """The catalog's modification date, as a listing of the server would give it: the
+    dataset's own (never that of a dataset nested in it)."""
+    dates = dataset.findall(f"{NS}date") + dataset.findall(f"{NS}metadata/{NS}date")
+    for date in dates:
         if date.get("type", "").lower() == "modified" and date.text:
             return _iso(date.text.strip())
     return ""
@@ -179,7 +191,14 @@ def _iso(text: str) -> str:
     return when.astimezone(UTC).replace(microsecond=0).isoformat()  # as HTTP dates are
 
 
-def _wanted(name: str, include: str | None, exclude: str | None) -> bool:
-    if include and not fnmatch.fnmatchcase(name, include):
+def _names(dataset: ET.Element) -> set[str]:
+    """What ``include``/``exclude`` match: the dataset's name, and its file name where a
+    catalog names datasets otherwise ("Temperature 2020" for ``tas_2020.nc``)."""
+    paths = [dataset.get("urlPath")] + [a.get("urlPath") for a in dataset.findall(f"{NS}access")]
+    return {dataset.get("name", "")} | {p.rstrip("/").rsplit("/", 1)[-1] for p in paths if p}
+
+
+def _wanted(names: set[str], include: str | None, exclude: str | None) -> bool:
+    if include and not any(fnmatch.fnmatchcase(n, include) for n in names):
         return False
-    return not (exclude and fnmatch.fnmatchcase(name, exclude))
+    return not (exclude and any(fnmatch.fnmatchcase(n, exclude) for n in names))

@@ -378,17 +378,44 @@ def attributes(obj: h5py.Group | h5py.Dataset) -> tuple[dict[str, Any], dict[str
     """The netCDF attributes as JSON-friendly values, and the numpy type of each numeric one
     (JSON keeps numbers, not their width: a float32 ``scale_factor`` matters to readers)."""
     values, types = {}, {}
-    for key in obj.attrs:
+    for key, name in _attribute_names(obj.id):
         if key in _HIDDEN_ATTRS:
             continue
         try:
-            value = obj.attrs[key]
-        except (OSError, TypeError):
+            value = _read_attribute(obj.id, name)
+        except (OSError, TypeError, ValueError):
             continue  # an attribute h5py cannot read (e.g. a reference type)
         values[key] = plain(value)
         if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biuf":
             types[key] = value.dtype.name
     return values, types
+
+
+def _attribute_names(oid: Any) -> list[tuple[str, bytes]]:
+    """Names in creation order where the file tracks it (as netCDF-C lists them), else by
+    name, as h5py's ``attrs`` gives them."""
+    plist = oid.get_create_plist()
+    tracked = plist.get_attr_creation_order() & h5py.h5p.CRT_ORDER_TRACKED
+    index = h5py.h5.INDEX_CRT_ORDER if tracked else h5py.h5.INDEX_NAME
+    names: list[bytes] = []
+    h5py.h5a.iterate(oid, lambda name, *_: names.append(name), index_type=index)
+    return [(name.decode("utf-8", "surrogateescape"), name) for name in names]
+
+
+def _read_attribute(oid: Any, name: bytes) -> Any:
+    """An attribute's value as h5py's ``attrs[name]`` reads it, through the low-level API
+    (the high-level one costs a third more, and files carry dozens of attributes)."""
+    attr = h5py.h5a.open(oid, name)
+    if attr.shape is None:  # an empty dataspace
+        return h5py.Empty(attr.dtype)
+    dtype, shape = attr.dtype, attr.shape
+    memory = h5py.h5t.py_create(dtype)
+    if dtype.subdtype is not None:  # numpy has no top-level array type: widen the shape
+        dtype, extra = dtype.subdtype
+        shape = shape + extra
+    values = np.zeros(shape, dtype=dtype)
+    attr.read(values, mtype=memory)
+    return values[()] if values.ndim == 0 else values
 
 
 def plain(value: Any) -> Any:
