@@ -76,13 +76,20 @@ def scan(
         time.perf_counter() - start,
         time.process_time() - cpu,
     )
-    if fresh:
+    remote = [r for r in fresh if r.requests]  # local files are read without requests
+    if remote:
         log.info(
-            "%s %s: per scanned file %.1f requests, %.0f kB read, %.0f chunk references",
+            "%s %s: per file read over the network %.1f requests, %.0f kB read",
             dataset,
             batch,
-            sum(r.requests for r in fresh) / len(fresh),
-            sum(r.bytes_read for r in fresh) / len(fresh) / 1e3,
+            sum(r.requests for r in remote) / len(remote),
+            sum(r.bytes_read for r in remote) / len(remote) / 1e3,
+        )
+    if fresh:
+        log.info(
+            "%s %s: %.0f chunk references per scanned file",
+            dataset,
+            batch,
             sum(r.references for r in fresh) / len(fresh),
         )
 
