@@ -187,6 +187,13 @@ def test_a_step_sized_in_the_config_reaches_qsub(tmp_path):
     assert commit["mem_mb"] == 64000 and commit["runtime"] == 1200 and commit["disk_mb"] == 1000
     assert "mem=64000MB,walltime=20:00:00" in commit["pbs"]
     assert "mem=4000MB,walltime=02:00:00" in resources(config, "scan", "d")["pbs"]
+    cluster["max_runtime"] = {"normal": 900}  # a retry asks for no more than the queue allows
+    assert "walltime=15:00:00" in resources(config, "commit", "d", attempt=2)["pbs"]
+    # A profile's config: gives numbers as text.
+    text = {**config, "cluster": {**cluster, "max_runtime": {"normal": "900"}}}
+    text["cluster"]["resources"] = {"commit": {"mem_mb": "64000", "runtime": "600"}}
+    commit = resources(validate_config(text, schema), "commit", "d", attempt=2)
+    assert "mem=64000MB,walltime=15:00:00" in commit["pbs"] and commit["mem_mb"] == 64000
     cluster["resources"] = {"comit": {"mem_mb": 64000}}
     with pytest.raises(ConfigError, match="cluster.resources"):
         validate_config(config, schema)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from nc2ice.access import normalize_url
 
 # Per step: memory (MB), time (minutes), scratch (MB); `cluster.resources` overrides them.
-# A retry after a kill gets more time.
+# A retry after a kill gets more time, up to the queue's longest (`cluster.max_runtime`).
 NEEDS = {
     "list_sources": {"mem_mb": 2000, "runtime": 60, "disk_mb": 1000},
     "scan": {"mem_mb": 4000, "runtime": 120, "disk_mb": 1000},
@@ -66,10 +66,15 @@ def resources(config: dict[str, Any], rule: str, dataset: str, attempt: int = 1)
     """The resources one job of ``rule`` asks for.  They are set in the config, not with
     ``--set-resources``: the qsub options are made from them before Snakemake applies that."""
     cluster = config.get("cluster") or {}
-    needs = {**NEEDS[rule], **(cluster.get("resources") or {}).get(rule, {})}
+    given = (cluster.get("resources") or {}).get(rule, {})
+    needs = {**NEEDS[rule], **{k: int(v) for k, v in given.items()}}  # a profile gives text
     remote = int(is_remote(config, dataset))
-    out: dict[str, Any] = {**needs, "runtime": needs["runtime"] * attempt, "remote": remote}
     queue = cluster.get("queue_remote" if remote else "queue_local")
+    runtime = needs["runtime"] * attempt
+    longest = (cluster.get("max_runtime") or {}).get(queue)
+    if longest:  # qsub refuses a job asking for more than its queue allows
+        runtime = min(runtime, int(longest))
+    out: dict[str, Any] = {**needs, "runtime": runtime, "remote": remote}
     if cluster.get("scheduler") == "pbs":
         out["pbs"] = qsub_options(cluster, queue, out, storage_flags(config, dataset))
     elif cluster.get("scheduler") == "slurm":
