@@ -2,7 +2,7 @@
 
 The HTTP server listens on port 80 because Icechunk 1.1 drops an explicit port from virtual
 chunk URLs (see docs/notes.md).  It can also misbehave on request: paths under /fault/ answer
-404, 403, an HTML error page, or 503 a few times before serving the file.
+404, 403, an HTML error page, 503 a few times before serving the file, or 405 to HEAD.
 """
 
 from __future__ import annotations
@@ -135,6 +135,8 @@ class HTTPServer:
                 return web.Response(
                     text="<!DOCTYPE html><html><body>Error</body></html>", content_type="text/html"
                 )
+            if kind == "nohead" and request.method == "HEAD":
+                raise web.HTTPMethodNotAllowed("HEAD", ["GET"])
             if kind == "flaky":
                 left = self.failures_left.setdefault(rest, 2)
                 if left > 0:

@@ -139,3 +139,14 @@ def test_help_is_plain_text():
         text=True,
     ).stdout
     assert "nc2ice show" in out and "``" not in out
+
+
+def test_a_server_that_refuses_head_is_asked_with_a_ranged_get(http_server, http_root):
+    """Some servers answer HEAD with 405; obstore calls that "not found". The listing asks
+    such a server with a one-byte ranged GET instead, and a real 404 still says so."""
+    (http_root / "nohead").mkdir(exist_ok=True)
+    (http_root / "nohead" / "x.nc").write_bytes(b"CDF\x01" + bytes(96))
+    got = Access().head(f"{http_server.url}/fault/nohead/nohead/x.nc")
+    assert got["size"] == 100 and got["last_modified"]
+    with pytest.raises(AccessError, match=r"nohead/gone.nc: cannot read \(not found \(404\)\)"):
+        Access().head(f"{http_server.url}/fault/nohead/nohead/gone.nc")

@@ -158,8 +158,20 @@ class Access:
                 return identity({"size": st.st_size, "last_modified": modified})
             meta = obstore.head(self.object_store(prefix_of(url)), self.path_in_store(url))
         except Exception as exc:  # obstore raises several error types; all mean "unreadable"
+            if _status(exc) in (405, 501):  # a server that refuses HEAD answers a ranged GET
+                return self.version(url)
             raise self.error(url, exc) from None
         return identity(meta)
+
+    def version(self, url: str) -> dict[str, Any]:
+        """Size, ETag and Last-Modified of a remote source from a one-byte ranged GET (its
+        Content-Range tells the size), for servers that refuse HEAD."""
+        store = self.object_store(prefix_of(url))
+        try:
+            result = obstore.get(store, self.path_in_store(url), options={"range": (0, 1)})
+        except Exception as exc:  # noqa: BLE001 - as in head()
+            raise self.error(url, exc) from None
+        return identity(result.meta)
 
     def get_ranges(self, url: str, starts: list[int], lengths: list[int]) -> list[bytes]:
         """Byte ranges of one file, those less than a MiB apart read together, one request
@@ -294,13 +306,19 @@ def identity(meta: Any) -> dict[str, Any]:
     }
 
 
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status code an obstore error reports, if any."""
+    found = re.search(r"status code: (\d{3})", str(exc).split("Debug source:")[0])
+    return int(found.group(1)) if found else None
+
+
 def describe_error(exc: BaseException, url: str = "") -> str:
     """The cause of an obstore error in one line, in the words of the user's setup."""
     text = str(exc).split("Debug source:")[0].strip()
-    status = re.search(r"status code: (\d{3})", text)
-    code = int(status.group(1)) if status else None
+    code = _status(exc)
     scheme = urlsplit(url).scheme
-    if isinstance(exc, FileNotFoundError) or code == 404:
+    # obstore calls every failed HEAD "not found": believe the status code first
+    if code == 404 or (isinstance(exc, FileNotFoundError) and code is None):
         if scheme == "file":
             return "no such file"
         if "NoSuchBucket" in text:

@@ -154,10 +154,7 @@ def changed_sources(files: list[dict[str, Any]], access: Access, workers: int) -
     refuse HEAD answer it too)."""
 
     def now(url: str) -> dict[str, Any]:
-        if url.startswith("file://"):
-            return access.head(url)
-        store = access.object_store(prefix_of(url))
-        return SourceReader(store, access.path_in_store(url), head_bytes=1).fetch_head().meta
+        return access.head(url) if url.startswith("file://") else access.version(url)
 
     def differences(entry: dict[str, Any]) -> str:
         before = entry.get("version") or {}
