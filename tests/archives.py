@@ -176,6 +176,17 @@ def fill_values(folder: Path) -> list[Path]:
     return out
 
 
+def empty_file(folder: Path) -> list[Path]:
+    """A last file with no time steps (a run killed after writing its header)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    unlimited = {"unlimited_dims": ["time"]}
+    out = [
+        write(monthly(y), folder / f"tas_{y}.nc", tas=COMPRESSED, **unlimited) for y in (2000, 2001)
+    ]
+    empty = monthly(2002).isel(time=slice(0, 0))
+    return [*out, write(empty, folder / "tas_2002.nc", tas=COMPRESSED, **unlimited)]
+
+
 def awkward(folder: Path) -> list[Path]:
     """Variable-length strings, scalars (one in HDF5 compact layout), a netCDF4 group."""
     import h5py

@@ -25,6 +25,7 @@ PASSING = {
     "time_units": {},
     "packing": {},
     "fill_values": {},
+    "empty_file": {},
     "awkward": {},
     "drift_variables": {"variables": "common"},
     "netcdf3": {},
@@ -116,6 +117,12 @@ def test_fill_values_that_differ_keep_the_type_netcdf_readers_give(messy_run):
         in (report["notes"])
     )
     assert report["dtype_differences"] == {}  # validation checks the type too
+
+
+def test_an_empty_file_adds_nothing_and_says_so(messy_run):
+    record = commit_record(messy_run, "empty_file")
+    assert "tas_2002 has no steps along 'time': it adds nothing" in record["report"]["notes"]
+    assert [f["length"] for f in record["files"]] == [12, 12, 0]
 
 
 def test_awkward_variables_and_groups(messy_run):

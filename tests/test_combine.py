@@ -151,3 +151,20 @@ def test_values_are_decoded_as_xarray_decodes_them(dtype, attrs, attr_types):
     got = _decoded(var, _netcdf_decoded_dtype(var)).data
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
+
+
+def test_files_are_ordered_by_time_even_beside_an_empty_one():
+    def file(i: int, steps: list[float]) -> tuple[str, Manifest]:
+        time = Variable(
+            "time",
+            ("time",),
+            (len(steps),),
+            (max(1, len(steps)),),
+            "<f8",
+            {"units": "days since 2000-01-01"},
+            data=np.array(steps),
+        )
+        return f"f{i}", Manifest(f"file:///f{i}.nc", {"time": time}, {"": {}})
+
+    plan = combine([file(0, [5.0, 6.0]), file(1, []), file(2, [1.0, 2.0])], concat_dim="time")
+    assert plan.files == ["f2", "f0", "f1"]

@@ -138,6 +138,9 @@ def combine(
         plan.notes.extend(f"{m.url}: {note}" for note in m.notes)
     _reconcile_variable_sets(manifests, variables, plan)
     _check_dimensions(manifests, concat_dim)
+    for file_id, m in manifests:
+        if any(concat_dim in v.dims and v.shape[0] == 0 for v in m.variables.values()):
+            plan.notes.append(f"{file_id} has no steps along {concat_dim!r}: it adds nothing")
     if concat_order == "coordinate":
         manifests = _in_order(manifests, concat_dim)
     plan.files = [file_id for file_id, _ in manifests]
@@ -225,8 +228,12 @@ def _in_order(manifests, concat_dim: str):
     """Files sorted by the first value of the concatenation coordinate, decoded per file
     (compared as numbers where every file encodes it alike: decoding is the slow part)."""
     coords = [m.variables.get(concat_dim) for _, m in manifests]
-    if any(c is None or c.data is None or not c.data.size for c in coords):
+    if any(c is None or c.data is None for c in coords):
         return manifests
+    empty = [pair for pair, c in zip(manifests, coords, strict=True) if not c.data.size]
+    if empty:  # files without steps add nothing: order the others, then list them
+        full = [pair for pair, c in zip(manifests, coords, strict=True) if c.data.size]
+        return [*_in_order(full, concat_dim), *empty]
     if len({(str(c.attrs.get("units")), calendar(c)) for c in coords}) == 1:
         firsts = [c.data.reshape(-1)[0].item() for c in coords]
         lasts = [c.data.reshape(-1)[-1].item() for c in coords]

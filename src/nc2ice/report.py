@@ -265,8 +265,15 @@ def _extents(commit: dict[str, Any], access: Access) -> tuple[list[float], list[
     if bounds is None:  # points: a file reaches half a step beyond its first and last
         half = float(np.median(np.diff(lows))) / 2 if len(lows) > 1 else 0.5
         lows, highs = lows - half, highs + half
-    starts = [float(lows[f["start"]]) for f in files]
-    ends = [float(highs[f["start"] + f["length"] - 1]) for f in files]
+    starts, ends = [], []
+    for f in files:
+        if f["length"]:
+            starts.append(float(lows[f["start"]]))
+            ends.append(float(highs[f["start"] + f["length"] - 1]))
+        else:  # a file with no steps (an empty record dimension): a point where it would be
+            at = float(highs[f["start"] - 1]) if f["start"] else float(lows[0])
+            starts.append(at)
+            ends.append(at)
     return starts, ends, kind
 
 
