@@ -168,3 +168,13 @@ def test_files_are_ordered_by_time_even_beside_an_empty_one():
 
     plan = combine([file(0, [5.0, 6.0]), file(1, []), file(2, [1.0, 2.0])], concat_dim="time")
     assert plan.files == ["f2", "f0", "f1"]
+
+
+def test_files_without_coordinate_values_are_taken_in_listed_order_and_it_says_so():
+    def file(i: int) -> tuple[str, Manifest]:
+        tas = Variable("tas", ("time",), (2,), (2,), "<f4", {}, data=np.array([i, i], "f4"))
+        return f"f{i}", Manifest(f"file:///f{i}.nc", {"tas": tas}, {"": {}})
+
+    plan = combine([file(1), file(0)], concat_dim="time")
+    assert plan.files == ["f1", "f0"]
+    assert any("no 'time' coordinate values" in n and "order listed" in n for n in plan.notes)

@@ -142,6 +142,12 @@ def combine(
         if any(concat_dim in v.dims and v.shape[0] == 0 for v in m.variables.values()):
             plan.notes.append(f"{file_id} has no steps along {concat_dim!r}: it adds nothing")
     if concat_order == "coordinate":
+        unordered = [f for f, m in manifests if _values_of(m, concat_dim) is None]
+        if unordered:
+            plan.notes.append(
+                f"{unordered[0]} and {len(unordered) - 1} other file(s) have no {concat_dim!r} "
+                "coordinate values to order by: the files are concatenated in the order listed"
+            )
         manifests = _in_order(manifests, concat_dim)
     plan.files = [file_id for file_id, _ in manifests]
     bounds = bounds_names(manifests[0][1].variables.values())
@@ -224,12 +230,17 @@ def _examples(files: list[str], n: int = 3) -> str:
     return ", ".join(files[:n]) + more
 
 
+def _values_of(manifest: Manifest, name: str) -> Any:
+    var = manifest.variables.get(name)
+    return None if var is None else var.data
+
+
 def _in_order(manifests, concat_dim: str):
     """Files sorted by the first value of the concatenation coordinate, decoded per file
     (compared as numbers where every file encodes it alike: decoding is the slow part)."""
-    coords = [m.variables.get(concat_dim) for _, m in manifests]
-    if any(c is None or c.data is None for c in coords):
+    if any(_values_of(m, concat_dim) is None for _, m in manifests):
         return manifests
+    coords = [m.variables[concat_dim] for _, m in manifests]
     empty = [pair for pair, c in zip(manifests, coords, strict=True) if not c.data.size]
     if empty:  # files without steps add nothing: order the others, then list them
         full = [pair for pair, c in zip(manifests, coords, strict=True) if c.data.size]
