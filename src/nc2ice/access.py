@@ -8,10 +8,12 @@ the credentials for both.  No other module builds a store or parses a URL prefix
 
 from __future__ import annotations
 
+import bisect
 import functools
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -178,21 +180,16 @@ class Access:
         after the other (obstore's own get_ranges would open up to ten connections)."""
         store = self.object_store(prefix_of(url))
         path = self.path_in_store(url)
-        wanted = sorted(range(len(starts)), key=lambda i: starts[i])
-        out: list[bytes] = [b""] * len(starts)
-        i = 0
+        spans = merged_spans((s, s + n) for s, n in zip(starts, lengths, strict=True))
         try:
-            while i < len(wanted):
-                first, end, j = starts[wanted[i]], starts[wanted[i]] + lengths[wanted[i]], i + 1
-                while j < len(wanted) and starts[wanted[j]] - end <= 1 << 20:
-                    end = max(end, starts[wanted[j]] + lengths[wanted[j]])
-                    j += 1
-                block = bytes(obstore.get_range(store, path, start=first, end=end))
-                for k in wanted[i:j]:
-                    out[k] = block[starts[k] - first : starts[k] - first + lengths[k]]
-                i = j
+            blocks = [bytes(obstore.get_range(store, path, start=a, end=b)) for a, b in spans]
         except Exception as exc:
             raise self.error(url, exc, "cannot read byte ranges") from None
+        firsts = [a for a, _ in spans]
+        out = []
+        for start, length in zip(starts, lengths, strict=True):
+            i = bisect.bisect_right(firsts, start) - 1
+            out.append(blocks[i][start - firsts[i] : start - firsts[i] + length])
         return out
 
     def error(self, url: str, exc: BaseException, doing: str = "cannot read") -> AccessError:
@@ -304,6 +301,18 @@ def identity(meta: Any) -> dict[str, Any]:
         "etag": meta.get("e_tag") or "",  # as the server sends it: If-Match compares it
         "last_modified": modified.isoformat() if modified else "",
     }
+
+
+def merged_spans(spans: Iterable[tuple[int, int]], gap: int = 1 << 20) -> list[tuple[int, int]]:
+    """(start, end) byte spans, sorted and joined where less than ``gap`` apart: one request
+    each."""
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start - merged[-1][1] <= gap:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(start, end) for start, end in merged]
 
 
 def _status(exc: BaseException) -> int | None:

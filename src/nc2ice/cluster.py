@@ -32,7 +32,7 @@ GADI_STORAGE = re.compile(r"^/(g/data|scratch)/([A-Za-z0-9_]+)(/|$)")
 def is_remote(config: dict[str, Any], dataset: str) -> bool:
     """Whether the dataset's jobs need the internet (remote sources, or a store on S3)."""
     from nc2ice.config import store_location
-    from nc2ice.listing import patterns
+    from nc2ice.sources import patterns
 
     ds = config["datasets"][dataset]
     urls = [p["thredds"] if isinstance(p, dict) else normalize_url(p) for p in patterns(ds)]
@@ -44,7 +44,7 @@ def storage_flags(config: dict[str, Any], dataset: str, workdir: str | None = No
     """Gadi's ``-l storage`` for the project folders a dataset's jobs touch (its local
     sources, its store, the working directory), e.g. ``gdata/ab12+scratch/cd34``."""
     from nc2ice.config import store_location
-    from nc2ice.listing import patterns
+    from nc2ice.sources import patterns
 
     setting = (config.get("cluster") or {}).get("storage") or "auto"
     if setting != "auto":

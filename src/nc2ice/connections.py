@@ -9,11 +9,10 @@ share of every server its dataset reads from and opens no more than that share a
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from nc2ice.access import Access
-from nc2ice.sources import read_sources_file
+from nc2ice.sources import patterns
 
 
 def resource_name(server: str) -> str:
@@ -22,9 +21,7 @@ def resource_name(server: str) -> str:
 
 def dataset_servers(dataset: dict[str, Any], access: Access) -> set[str]:
     """The servers a dataset's sources live on, from the config alone (no request)."""
-    entries = list(dataset.get("sources") or [])
-    if dataset.get("sources_file") and Path(dataset["sources_file"]).exists():
-        entries += read_sources_file(dataset["sources_file"])
+    entries = patterns(dataset, missing_ok=True)
     urls = [e["thredds"] if isinstance(e, dict) else e for e in entries]
     return {server for url in urls if (server := access.server(url)) is not None}
 

@@ -221,9 +221,7 @@ def _decoded(var: Variable, dtype: np.dtype) -> Variable:
             values[np.isin(raw, np.atleast_1d(var.attrs[key]))] = np.nan
     for key, apply in (("scale_factor", np.multiply), ("add_offset", np.add)):
         if key in var.attrs:
-            factor = own.type(var.attrs[key])
-            if key in var.attr_types:
-                factor = np.dtype(var.attr_types[key]).type(var.attrs[key])
+            factor = np.dtype(var.attr_types.get(key, own)).type(var.attrs[key])
             values = apply(values, factor, dtype=own)
     attrs = {k: v for k, v in var.attrs.items() if k not in ENCODING_ATTRS[2:]}
     var.data, var.dtype = values.astype(dtype), dtype.newbyteorder("<").str

@@ -19,7 +19,7 @@ from nc2ice import batches
 from nc2ice.access import Access, normalize_url, prefix_of
 from nc2ice.errors import AccessError
 from nc2ice.manifest import atomic_write_text
-from nc2ice.sources import Source, describe, expand, read_sources_file, table_text
+from nc2ice.sources import Source, describe, expand, patterns, table_text
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,6 @@ def list_dataset(
     atomic_write_text(Path(table), table_text(listing.sources))  # Snakemake removed it anyway
     _log(dataset, listing)
     return listing
-
-
-def patterns(ds: dict[str, Any]) -> list[str | dict[str, Any]]:
-    found = list(ds.get("sources") or [])
-    if ds.get("sources_file"):
-        found += read_sources_file(ds["sources_file"])
-    return found
 
 
 def _compare(

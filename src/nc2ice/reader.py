@@ -15,7 +15,7 @@ from typing import Any
 
 import obstore
 
-from nc2ice.access import identity
+from nc2ice.access import identity, merged_spans
 
 HEAD_BYTES = 256 << 10
 BLOCK_BYTES = 256 << 10
@@ -129,14 +129,8 @@ class SourceReader(io.RawIOBase):
     def prefetch(self, ranges: list[tuple[int, int]], gap: int = 1 << 20) -> SourceReader:
         """Fetch what is not cached yet of (offset, length) ranges: ranges closer than
         ``gap`` are read by one request, one request after the other."""
-        wanted = sorted((o, o + n) for o, n in ranges if n and self._cached(o, o + n) is None)
-        merged: list[list[int]] = []
-        for start, end in wanted:
-            if merged and start - merged[-1][1] <= gap:
-                merged[-1][1] = max(merged[-1][1], end)
-            else:
-                merged.append([start, end])
-        for start, end in merged:
+        wanted = ((o, o + n) for o, n in ranges if n and self._cached(o, o + n) is None)
+        for start, end in merged_spans(wanted, gap):
             self._add(start, bytes(obstore.get_range(self.store, self.path, start=start, end=end)))
         return self
 

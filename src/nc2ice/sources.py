@@ -44,6 +44,16 @@ def read_sources_file(path: str | Path) -> list[str]:
     return [s.strip() for s in lines if s.strip() and not s.strip().startswith("#")]
 
 
+def patterns(ds: dict[str, Any], *, missing_ok: bool = False) -> list[str | dict[str, Any]]:
+    """A dataset's source entries: its ``sources`` and the lines of its ``sources_file``
+    (which, with ``missing_ok``, may not exist yet)."""
+    found = list(ds.get("sources") or [])
+    sources_file = ds.get("sources_file")
+    if sources_file and not (missing_ok and not Path(sources_file).exists()):
+        found += read_sources_file(sources_file)
+    return found
+
+
 def expand(
     patterns: list[str | dict[str, Any]], access: Access, workers: int = 4
 ) -> dict[str, dict[str, Any] | None]:

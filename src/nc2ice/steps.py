@@ -78,20 +78,21 @@ def scan(
     )
     remote = [r for r in fresh if r.requests]  # local files are read without requests
     if remote:
+        requests, kilobytes = _mean(remote, "requests"), _mean(remote, "bytes_read") / 1e3
         log.info(
             "%s %s: per file read over the network %.1f requests, %.0f kB read",
             dataset,
             batch,
-            sum(r.requests for r in remote) / len(remote),
-            sum(r.bytes_read for r in remote) / len(remote) / 1e3,
+            requests,
+            kilobytes,
         )
     if fresh:
-        log.info(
-            "%s %s: %.0f chunk references per scanned file",
-            dataset,
-            batch,
-            sum(r.references for r in fresh) / len(fresh),
-        )
+        references = _mean(fresh, "references")
+        log.info("%s %s: %.0f chunk references per scanned file", dataset, batch, references)
+
+
+def _mean(rows: list[Any], name: str) -> float:
+    return sum(getattr(r, name) for r in rows) / len(rows)
 
 
 def validate_step(
