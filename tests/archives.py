@@ -430,6 +430,32 @@ def packed_float32(folder: Path) -> list[Path]:
     return [write(monthly(y), folder / f"tas_{y}.nc", tas=packing) for y in (2000, 2001)]
 
 
+def units_differ(folder: Path) -> list[Path]:
+    """tas in K in two files and in degC in the third (another tool wrote that year)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = [write(monthly(y), folder / f"tas_{y}.nc", tas=COMPRESSED) for y in (2000, 2001)]
+    celsius = monthly(2002)
+    celsius["tas"] = celsius.tas - np.float32(273.15)
+    celsius.tas.attrs = {"units": "degC", "standard_name": "air_temperature"}
+    return [*out, write(celsius, folder / "tas_2002.nc", tas=COMPRESSED)]
+
+
+def time_overflow(folder: Path) -> list[Path]:
+    """int32 times: seconds since 1990 in one file, days since 2060 in the next; 2060 in
+    seconds since 1990 is beyond int32 (it used to wrap around to 1921)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for year, units in ((2000, "seconds since 1990-01-01"), (2060, "days since 2060-01-01")):
+        ds = monthly(year)
+        edges = ds.time_bnds.values
+        ds = ds.assign_coords(time=("time", edges[:, 0], {"bounds": "time_bnds"}))
+        encoding = {"units": units, "calendar": "standard", "dtype": "i4"}
+        path = folder / f"tas_{year}.nc"
+        ds.to_netcdf(path, encoding={"time": encoding, "time_bnds": encoding, "tas": COMPRESSED})
+        out.append(path)
+    return out
+
+
 def compound(folder: Path) -> list[Path]:
     """HDF5 compound datasets beside ordinary variables: a record of plain numbers (stored),
     and a record holding a variable-length string (left out with a note)."""
@@ -444,5 +470,43 @@ def compound(folder: Path) -> list[Path]:
         with h5py.File(path, "a") as f:
             f.create_dataset("stats", data=np.array([(1.5, 3, 2.5), (2.5, 4, 3.5)], dtype=stats))
             f.create_dataset("named", data=np.array([(1, "tower"), (2, "mast")], dtype=named))
+        out.append(path)
+    return out
+
+
+def skipped_filters(folder: Path) -> list[Path]:
+    """HDF5 chunks stored without their filters (a per-chunk filter mask), beside chunks that
+    went through them: ``pr`` with Blosc, which HDF5 skips on the months of random counts it
+    cannot shrink; ``mask``, one such chunk (small: loaded while scanning); ``tas`` deflated,
+    one month of which a writer stored raw with ``write_direct_chunk`` (mask 3: shuffle and
+    deflate skipped). Written by h5netcdf, so they are netCDF4 files otherwise."""
+    import h5py
+    import hdf5plugin
+
+    folder.mkdir(parents=True, exist_ok=True)
+    blosc = hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE)
+    out = []
+    for year in (2000, 2001):
+        rng = np.random.default_rng(year)
+        ds = monthly(year)
+        counts = np.zeros((12, LAT, LON), dtype="i4")
+        counts[3::4] = rng.integers(-(2**31), 2**31 - 1, (3, LAT, LON), dtype="i4")
+        ds["pr"] = (("time", "lat", "lon"), counts)
+        noise = np.random.default_rng(0).integers(-(2**31), 2**31 - 1, (LAT, LON), dtype="i4")
+        ds["mask"] = (("lat", "lon"), noise)  # the same in every file
+        encoding = {
+            "tas": {"zlib": True, "shuffle": True, "chunksizes": (1, LAT, LON)},
+            "pr": {**blosc, "chunksizes": (1, LAT, LON)},
+            "mask": {**blosc, "chunksizes": (LAT, LON)},
+            "time": {"units": "days since 2000-01-01", "dtype": "f8"},
+            "time_bnds": {"units": "days since 2000-01-01", "dtype": "f8"},
+        }
+        path = folder / f"tas_{year}.nc"
+        with warnings.catch_warnings():  # "invalid netcdf features": the filters, on purpose
+            warnings.simplefilter("ignore")
+            ds.to_netcdf(path, engine="h5netcdf", encoding=encoding, invalid_netcdf=True)
+        with h5py.File(path, "a") as f:
+            month = np.ascontiguousarray(ds.tas.values[5] + 1, dtype="<f4")
+            f["tas"].id.write_direct_chunk((5, 0, 0), month.tobytes(), filter_mask=0b11)
         out.append(path)
     return out

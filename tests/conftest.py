@@ -21,7 +21,9 @@ def http_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def http_server(http_root):
-    server = HTTPServer(http_root).start()
+    # Another loopback address lets two test sessions run at once (each needs port 80).
+    server = HTTPServer(http_root, host=os.environ.get("NC2ICE_TEST_HTTP_HOST", "127.0.0.1"))
+    server.start()
     yield server
     server.stop()
 
@@ -127,9 +129,10 @@ def read_back_in_new_process(
 
 
 def commit(plan, store: str, prefixes: list[str], checksums: dict | None = None) -> str:
-    """Commit a plan as the workflow would, outside the workflow; the new snapshot's id."""
+    """Commit a plan as the workflow would, outside the workflow, and publish it on main
+    (as if it passed validation); the new snapshot's id."""
     from nc2ice.access import Access
-    from nc2ice.commit import commit_plan
+    from nc2ice.commit import commit_plan, open_repository, publish
 
     metadata = {
         "input_digest": json.dumps(plan.files),
@@ -147,4 +150,7 @@ def commit(plan, store: str, prefixes: list[str], checksums: dict | None = None)
         metadata=metadata,
         checksums=checksums or {},
     )
-    return outcome.snapshot
+    if not outcome.new:
+        return outcome.snapshot
+    repo = open_repository(store, Access())
+    return publish(repo, "test", "", outcome, rewrite=lambda tip: outcome).snapshot

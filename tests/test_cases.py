@@ -23,8 +23,9 @@ PASSING = {
     "leap_years": {},
     "beyond_2262": {},
     "time_units": {},
-    "packing": {},
-    "fill_values": {},
+    # decoded to one encoding: copies, counted against the limit
+    "packing": {"max_materialized_fraction": 1.0},
+    "fill_values": {"max_materialized_fraction": 1.0},
     "empty_file": {},
     "awkward": {},
     "drift_variables": {"variables": "common"},
@@ -38,6 +39,10 @@ PASSING = {
     "hdf5_filters": {"max_materialized_fraction": 1.0},
     "packed_float32": {},
     "compound": {},
+    "units_differ": {"convert_units": True, "max_materialized_fraction": 1.0},
+    "time_overflow": {},
+    # the commit copies the variables whose chunks skipped filters; 'mask' is loaded at scan
+    "skipped_filters": {"max_materialized_fraction": 1.0, "inline_threshold": 1024},
 }
 
 
@@ -220,9 +225,11 @@ def _failing_validation(tmp_path, name):
     proc = run_workflow(tmp_path / "run", config, check=False)
     assert proc.returncode != 0
     results = tmp_path / "run" / "results" / name
-    assert not (results / "validation.json").exists()
+    verdict = json.loads((results / "validation.json").read_text())  # the report shows it
     report = json.loads((results / "validation.failed.json").read_text())
-    assert report["passed"] is False and report["mismatches"]
+    assert report["passed"] is False and report["mismatches"] and verdict == report
+    assert "validation FAILED, so main was not moved" in proc.stderr
+    assert not (results / "published.json").exists()
     return proc.stderr
 
 
@@ -305,6 +312,23 @@ def test_compound_records_of_numbers_are_kept_and_others_left_out(messy_run):
     assert any("left out 'named'" in n for n in record["report"]["notes"])
 
 
+def test_units_that_differ_are_refused_unless_converted(tmp_path, messy_run):
+    err = _failing(tmp_path, "units_differ")
+    assert "'tas' means different things" in err and "'degC' in 1 file(s) (tas_2002)" in err
+    record = commit_record(messy_run, "units_differ")
+    assert record["report"]["units_converted"]["tas"]["tas_2002"] == "degC"
+    assert record["report"]["copied_variables"]["tas"].startswith("its files differ in units")
+    store = open_store_dataset(record["store"])
+    assert store.tas.attrs["units"] == "K" and float(store.tas[24:].min()) > 200
+    assert validation(messy_run, "units_differ")["passed"]
+
+
+def test_times_re_encoded_beyond_int32_read_back_as_dates(messy_run):
+    store = open_store_dataset(commit_record(messy_run, "time_overflow")["store"])
+    years = store.time.dt.year.values.tolist()
+    assert years == [2000] * 12 + [2060] * 12
+
+
 def _scalar(value):
     return value.dtype if hasattr(value, "dtype") and getattr(value, "ndim", 0) else value
 
@@ -330,3 +354,16 @@ def _array_metadata(store_url: str) -> dict:
     store = open_repository(store_url, Access()).readonly_session("main").store
     group = zarr.open_group(store, mode="r")
     return {name: dict(array.metadata.to_dict()) for name, array in group.arrays()}
+
+
+# -- issue 14, item 6: chunks stored without their filters ------------------------------------
+
+
+def test_chunks_without_their_filters_are_copied_and_counted(messy_run):
+    report = commit_record(messy_run, "skipped_filters")["report"]
+    assert report["files_copied"] == ["tas_2000", "tas_2001"]
+    assert report["copied_bytes"] == 2 * 2 * 12 * LAT * LON * 4  # tas and pr, both files
+    assert "HDF5 filter mask" in report["copied_why"]["tas_2000"][0]
+    assert "mask" in report["loaded_arrays"]  # loaded while scanning, through h5py
+    checked = validation(messy_run, "skipped_filters")["variables_checked"]
+    assert {"tas", "pr", "mask"} <= set(checked)

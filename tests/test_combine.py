@@ -99,10 +99,12 @@ def test_virtual_variables_with_different_packing_are_loaded_or_refused():
     b[1].variables["tas"].attrs["scale_factor"] = 2.0
     with pytest.raises(CombineError, match="scale_factor: None in 1 file.*2.0 in 1 file"):
         combine([a, b], concat_dim="time")
-    plan = combine(
-        [a, b], concat_dim="time", reader=lambda var: np.ones(var.shape, dtype=var.dtype)
-    )
+    ones = lambda var: np.ones(var.shape, dtype=var.dtype)  # noqa: E731
+    with pytest.raises(CombineError, match="max_materialized_fraction"):  # decoded: copies
+        combine([a, b], concat_dim="time", reader=ones)
+    plan = combine([a, b], concat_dim="time", reader=ones, max_materialized_fraction=1.0)
     np.testing.assert_array_equal(plan.arrays["tas"].data[:, 0], [1, 1, 2, 2])
+    assert plan.report()["copied_bytes"] == plan.arrays["tas"].data.nbytes
 
 
 def test_overlapping_files_are_refused():

@@ -8,6 +8,7 @@ import sys
 import warnings
 
 import archives
+import icechunk
 import numpy as np
 import pytest
 from conftest import commit
@@ -43,14 +44,19 @@ def _manifest(i: int, url: str) -> tuple[str, Manifest]:
     return f"f{i}", Manifest(url, {"time": time, "tas": tas}, {"": {}})
 
 
-def test_a_refused_reference_stops_the_commit_and_leaves_no_new_store(tmp_path):
+def test_a_refused_reference_stops_the_commit_and_leaves_nothing_behind(tmp_path):
     url = "http://127.0.0.1:8080/x.nc"  # Icechunk 1.x drops the port: no container matches
     plan = combine([_manifest(0, url)], concat_dim="time")
     store = normalize_url(str(tmp_path / "store.icechunk"))
     with pytest.raises(CommitError) as err:
         commit(plan, store, [prefix_of(url)])
     assert "'tas'" in str(err.value) and "(0,)" in str(err.value) and url in str(err.value)
-    assert not (tmp_path / "store.icechunk").exists()
+    # The repository it created stays, empty: main at Icechunk's first snapshot, and the
+    # failed commit's own branch is gone (a repository is never deleted: another run may
+    # have opened it meanwhile).
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(store[7:]))
+    assert [s.message for s in repo.ancestry(branch="main")] == ["Repository initialized"]
+    assert repo.list_branches() == {"main"}
 
 
 def _batch(tmp_path, files, on_error):

@@ -6,6 +6,9 @@ import pytest
 from archives import cdf5, clean, netcdf3
 from conftest import commit_record, read_back_in_new_process, run_workflow, validation
 
+from nc2ice.access import Access
+from nc2ice.commit import open_repository
+
 pytestmark = pytest.mark.e2e
 
 
@@ -42,6 +45,13 @@ def test_local_files(tmp_path):
     config["datasets"]["tas"]["sample_chunks"] = 9
     ran = run_workflow(tmp_path / "run", config).stderr
     assert "rule validate" in ran and "rule commit" not in ran and "rule scan" not in ran
+    # Settings of the listing, the scan or the checks never rewrite the store.
+    options = {"on_error": "skip", "on_vanished": "drop", "head_bytes": 4096, "batch_size": 1}
+    config["datasets"]["tas"].update(options, max_materialized_fraction=0.5)
+    run_workflow(tmp_path / "run", config)
+    assert commit_record(tmp_path / "run", "tas")["snapshot"] == record["snapshot"]
+    commits = open_repository(record["store"], Access()).ancestry(branch="main")
+    assert sum(bool((s.metadata or {}).get("dataset")) for s in commits) == 1
 
 
 def test_when_every_file_is_skipped_the_run_says_so(tmp_path):
@@ -86,7 +96,7 @@ def test_http_sources_are_throttled(tmp_path, http_server, http_root):
     assert validation(tmp_path / "run", "web")["passed"] is True
     assert http_server.max_active == 1, f"{http_server.max_active} connections at once"
     record = commit_record(tmp_path / "run", "web")
-    read_back_in_new_process(record["store"], files, ["http://127.0.0.1/"])
+    read_back_in_new_process(record["store"], files, [f"{http_server.url}/"])
 
 
 def test_s3_sources_and_store(tmp_path, s3_server):
@@ -210,3 +220,55 @@ def test_a_changed_source_is_refused_not_misread(tmp_path):
     with pytest.raises(Exception, match="checksum of the object owning the virtual chunk"):
         _ = open_store_dataset(store, Access()).tas[0, 0, 0].values
     assert xr.open_dataset(files[0]).tas.size
+
+
+def test_sources_and_store_in_folders_with_odd_names(tmp_path):
+    """Issue 14, item 9: '#', '%', '?' and spaces in folder names, for sources (a glob, a
+    path, a file:// URL typed unencoded) and for the store; a rerun sees the same files."""
+    from nc2ice.access import local_path, normalize_url, prefix_of
+
+    files = [
+        *clean(tmp_path / "run #2" / "a b", years=(2000, 2001)),
+        *clean(tmp_path / "50%", years=(2002,)),
+        *clean(tmp_path / "q?x", years=(2003,)),
+    ]
+    sources = [str(tmp_path / "run #2" / "a b" / "*.nc"), str(files[2]), f"file://{files[3]}"]
+    config = {
+        "datasets": {"odd": {"sources": sources}},
+        "store": {"root": str(tmp_path / "stores #1" / "50% a?b")},
+    }
+    run_workflow(tmp_path / "run", config)
+    assert validation(tmp_path / "run", "odd")["passed"] is True
+    record = commit_record(tmp_path / "run", "odd")
+    assert [f["file_id"] for f in record["files"]] == [f.stem for f in files]
+    assert [f["url"] for f in record["files"]] == [normalize_url(str(f)) for f in files]
+    store = local_path(record["store"])
+    assert store == tmp_path / "stores #1" / "50% a?b" / "odd.icechunk" and store.is_dir()
+    prefixes = sorted({prefix_of(f["url"]) for f in record["files"]})
+    assert prefixes == [f"file://{tmp_path}/"]
+    read_back_in_new_process(str(store), files, prefixes)
+    again = run_workflow(tmp_path / "run", config)
+    assert "odd: nothing changed" in again.stderr
+
+
+def test_two_datasets_share_one_local_repository_in_one_run(tmp_path):
+    """Each dataset a group of one local repository: their commits and publishes take turns
+    (Icechunk's local storage takes one writer at a time) and both reach main."""
+    first = clean(tmp_path / "a", years=(2000, 2001))
+    second = clean(tmp_path / "b", years=(2002,))
+    config = {
+        "datasets": {
+            "first": {"sources": [str(f) for f in first]},
+            "second": {"sources": [str(f) for f in second]},
+        },
+        "store": {"repository": str(tmp_path / "all.icechunk")},
+    }
+    run_workflow(tmp_path / "run", config, "--cores", "4")
+    store = str(tmp_path / "all.icechunk")
+    for name, files in (("first", first), ("second", second)):
+        assert validation(tmp_path / "run", name)["passed"] is True
+        from nc2ice.reading import open_store_dataset
+
+        assert open_store_dataset(store, group=name).sizes["time"] == 12 * len(files)
+    history = open_repository(f"file://{store}", Access()).ancestry(branch="main")
+    assert sorted((s.metadata or {}).get("dataset", "") for s in history) == ["", "first", "second"]

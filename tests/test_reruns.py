@@ -9,7 +9,6 @@ import signal
 import threading
 import time
 
-import icechunk
 import pytest
 from archives import clean, monthly, write
 from conftest import (
@@ -208,27 +207,49 @@ def test_two_runs_commit_to_one_s3_repository_at_once(tmp_path, s3_server):
 
 
 def test_a_second_writer_of_the_same_arrays_fails_naming_the_first(tmp_path, s3_server):
+    """Two runs of one dataset with other inputs: the one that publishes second fails naming
+    the other's snapshot, publishes nothing, and removes nothing (the winner's repository,
+    created by one of them, stays as the winner left it)."""
     s3 = s3_server.client()
     s3.create_bucket(Bucket="twice")
-    files = [str(f) for f in clean(tmp_path / "archive", years=(2000, 2001))]
-    config = {
-        "datasets": {"tas": {"sources": files}},
-        "store": {"repository": "s3://twice/tas.icechunk"},
-        "s3": {"endpoint_url": s3_server.endpoint, "force_path_style": True},
+    files = [str(f) for f in clean(tmp_path / "archive", years=(2000, 2001, 2002))]
+
+    def config(sources: list[str]) -> dict:
+        return {
+            "datasets": {"tas": {"sources": sources}},
+            "store": {"repository": "s3://twice/tas.icechunk"},
+            "s3": {"endpoint_url": s3_server.endpoint, "force_path_style": True},
+        }
+
+    marker, go = tmp_path / "written", tmp_path / "go"
+    slow = {
+        "NC2ICE_PAUSE_AT": "commit:written",
+        "NC2ICE_PAUSE_MARKER": str(marker),
+        "NC2ICE_PAUSE_UNTIL": str(go),
     }
-    slow = {"NC2ICE_PAUSE_AT": "commit:written", "NC2ICE_PAUSE_SECONDS": "6"}
-    first = start_workflow(tmp_path / "run-1", config, {**s3_server.env, **slow})
-    time.sleep(0.5)
-    second = start_workflow(tmp_path / "run-2", config, s3_server.env)
-    assert second.wait(300) == 0
+    first = start_workflow(tmp_path / "run-1", config(files[:2]), {**s3_server.env, **slow})
+    deadline = time.monotonic() + 120
+    while not marker.exists():  # the first run has written its snapshot, not published it
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    run_workflow(tmp_path / "run-2", config(files), env=s3_server.env)  # commits, publishes
+    go.touch()
     assert first.wait(300) != 0
     said = (tmp_path / "run-1" / "snakemake.out").read_text()
     winner = json.loads((tmp_path / "run-2" / "results" / "tas" / "commit.json").read_text())
     assert f"another run committed snapshot {winner['snapshot']}" in said
-    assert "nothing of this run was committed" in said
+    assert "nothing of this run was published" in said
+    access = Access.from_config(config(files))
+    repo = open_repository("s3://twice/tas.icechunk", access)
+    assert repo.lookup_branch("main") == winner["snapshot"]
+    assert open_store_dataset("s3://twice/tas.icechunk", access, "tas").sizes["time"] == 36
+    loser = json.loads((tmp_path / "run-1" / "results" / "tas" / "commit.json").read_text())
+    assert repo.lookup_branch(loser["branch"]) == loser["snapshot"]  # kept, named
 
 
-def test_two_commits_to_one_local_store_are_refused(tmp_path):
+def test_two_commits_to_one_local_store_take_turns(tmp_path):
+    """Icechunk's local storage takes one writer at a time: a second run waits for the
+    first one's commit, and publishing the same inputs twice makes one snapshot."""
     files = [str(f) for f in clean(tmp_path / "archive", years=(2000, 2001))]
     config = {
         "datasets": {"tas": {"sources": files}},
@@ -245,10 +266,63 @@ def test_two_commits_to_one_local_store_are_refused(tmp_path):
     while not marker.exists():  # the first run is inside its commit now
         assert first.poll() is None and time.monotonic() < deadline
         time.sleep(0.1)
-    refused = run_workflow(tmp_path / "run-2", config, check=False)
-    assert refused.returncode != 0
-    assert "another run is committing to this store now" in refused.stderr
-    assert "not safe for two commits at once" in refused.stderr
-    assert first.wait(300) == 0
-    storage = icechunk.local_filesystem_storage(str(tmp_path / "one.icechunk"))
-    assert icechunk.Repository.exists(storage)
+    second = run_workflow(tmp_path / "run-2", config)
+    log = (tmp_path / "run-2" / "results" / "tas" / "logs" / "commit.log").read_text()
+    assert "another run is writing to this store; waiting for it" in log
+    assert first.wait(300) == 0, (tmp_path / "run-1" / "snakemake.out").read_text()[-3000:]
+    assert second.returncode == 0
+    store = normalize_url(str(tmp_path / "one.icechunk"))
+    assert len(_dataset_commits(store)) == 1
+    assert open_store_dataset(store, group="tas").sizes["time"] == 24
+
+
+def test_a_failed_validation_leaves_main_where_it_was(tmp_path):
+    """A source that changes after its scan fails the validation: main keeps the last
+    validated snapshot (which still reads back as the old sources), the snapshot that failed
+    stays on the branch the log names, and the next run starts from main again."""
+    files = clean(tmp_path / "archive", years=(2000, 2001, 2002, 2003))
+    newest = files[3].read_bytes()
+    files[3].unlink()
+    config = {
+        "datasets": {"tas": {"sources": [str(tmp_path / "archive" / "*.nc")]}},
+        "store": {"root": str(tmp_path / "stores")},
+    }
+    run_workflow(tmp_path / "run", config)
+    store = normalize_url(str(tmp_path / "stores" / "tas.icechunk"))
+    before = open_repository(store, Access()).lookup_branch("main")
+
+    files[3].write_bytes(newest)  # a new year arrives, and changes again while validated
+    marker = tmp_path / "paused"
+    env = {
+        "NC2ICE_PAUSE_AT": "validate:reading",
+        "NC2ICE_PAUSE_MARKER": str(marker),
+        "NC2ICE_PAUSE_SECONDS": "3",
+    }
+    run = start_workflow(tmp_path / "run", config, env)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(1.1)  # a new Last-Modified second
+    write(monthly(2003, seed=7), files[3], tas={"zlib": True, "chunksizes": (6, 6, 8)})
+    assert run.wait(300) != 0
+    said = (tmp_path / "run" / "snakemake.out").read_text()
+    record = commit_record(tmp_path / "run", "tas")
+    assert record["action"] == "appended"
+    repo = open_repository(store, Access())
+    assert repo.lookup_branch("main") == before  # not moved
+    assert f"kept on branch {record['branch']}" in said and "validation FAILED" in said
+    assert repo.lookup_branch(record["branch"]) == record["snapshot"]
+    failed = json.loads(
+        (tmp_path / "run" / "results" / "tas" / "validation.failed.json").read_text()
+    )
+    assert "tas_2003" in failed["changed_sources"]
+    summary = (tmp_path / "run" / "results" / "tas" / "report" / "summary.html").read_text()
+    assert "FAILED" in summary and record["branch"] in summary
+    read_back_in_new_process(store, files[:3], [f"file://{tmp_path / 'archive'}/"])
+
+    run_workflow(tmp_path / "run", config)  # starts from main: rescans 2003, appends it
+    again = commit_record(tmp_path / "run", "tas")
+    assert again["base"] == before and again["action"] == "appended"
+    assert open_repository(store, Access()).lookup_branch("main") == again["snapshot"]
+    read_back_in_new_process(store, files, [f"file://{tmp_path / 'archive'}/"])

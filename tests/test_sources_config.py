@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,87 @@ def test_user_configfile_replaces_the_demo_datasets(tmp_path):
     merged = {"datasets": {"demo": {"demo": True}, "mine": {"sources": ["a.nc"]}}}
     assert list(config_mod.with_user_datasets(merged, [str(user)])["datasets"]) == ["mine"]
     assert config_mod.with_user_datasets(merged, []) is merged
+
+
+def test_paths_expand_variables_and_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", "/home/me")
+    monkeypatch.setenv("NC2ICE_T_DATA", "/g/data/ab12")
+    monkeypatch.setenv("NC2ICE_T_HOST", "thredds.example.org")
+    datasets = {
+        "d": {
+            "sources": [
+                "$NC2ICE_T_DATA/cmip/*.nc",
+                "~/more/x.nc",
+                "https://${NC2ICE_T_HOST}/thredds/fileServer/price$$1.nc",
+                {"thredds": "https://$NC2ICE_T_HOST/thredds/catalog.xml", "include": "$x*"},
+            ],
+        },
+        "e": {"sources_file": "~/lists/${NC2ICE_T_HOST}.txt"},
+    }
+    store = {"root": "$NC2ICE_T_DATA/$NC2ICE_T_HOST/stores"}
+    user = tmp_path / "mine.yaml"
+    user.write_text(yaml.safe_dump(_config(datasets, store=store)))
+    config, variables = config_mod.load(_config(datasets, store=store), [str(user)], SCHEMA)
+    sources = config["datasets"]["d"]["sources"]
+    assert sources[:3] == [
+        "/g/data/ab12/cmip/*.nc",
+        "/home/me/more/x.nc",
+        "https://thredds.example.org/thredds/fileServer/price$1.nc",
+    ]
+    assert sources[3] == {
+        "thredds": "https://thredds.example.org/thredds/catalog.xml",
+        "include": "$x*",  # a glob on names, not a path
+        "depth": 3,
+    }
+    assert config["datasets"]["e"]["sources_file"] == "/home/me/lists/thredds.example.org.txt"
+    assert config["store"]["root"] == "/g/data/ab12/thredds.example.org/stores"
+    assert config_mod.store_location(config, "d") == (
+        "file:///g/data/ab12/thredds.example.org/stores/d.icechunk",
+        "",
+    )
+    assert variables == ["HOME", "NC2ICE_T_DATA", "NC2ICE_T_HOST"]
+    shared = config_mod.validate(_config(datasets, store={"repository": "~/all.icechunk"}), SCHEMA)
+    assert shared["store"]["repository"] == "/home/me/all.icechunk"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"store": {"root": "/g/data/xy12/$NC2ICE_T_UNSET/stores"}},
+            r"^store.root: \$NC2ICE_T_UNSET is not set",
+        ),
+        (
+            {"store": {"repository": "${NC2ICE_T_EMPTY}/all.icechunk"}},
+            r"^store.repository: \$NC2ICE_T_EMPTY is not set",
+        ),
+        (
+            {"sources": ["${NC2ICE_T_UNSET}/*.nc"]},
+            r"^datasets.d.sources.0: \$NC2ICE_T_UNSET is not set",
+        ),
+        (
+            {"sources": [{"thredds": "https://$NC2ICE_T_UNSET/c.xml"}]},
+            r"^datasets.d.sources.0.thredds: ",
+        ),
+        ({"sources_file": "$NC2ICE_T_UNSET.txt"}, r"^datasets.d.sources_file: \$NC2ICE_T_UNSET"),
+        ({"sources": ["/data/${1}/x.nc"]}, r"^datasets.d.sources.0: .*'\$\{1\}' is not a variable"),
+        ({"sources": ["~nc2ice_no_such_user/x.nc"]}, r"^datasets.d.sources.0: .*no user"),
+    ],
+)
+def test_a_variable_that_is_not_set_is_refused_naming_the_key(monkeypatch, settings, message):
+    monkeypatch.delenv("NC2ICE_T_UNSET", raising=False)
+    monkeypatch.setenv("NC2ICE_T_EMPTY", "")
+    dataset = {"sources": ["/data/x.nc"], **{k: v for k, v in settings.items() if k != "store"}}
+    config = _config({"d": dataset}, **{k: v for k, v in settings.items() if k == "store"})
+    with pytest.raises(config_mod.ConfigError, match=message) as err:
+        config_mod.validate(config, SCHEMA)
+    assert len(str(err.value).splitlines()) == 1
+
+
+def test_a_path_variable_batch_jobs_cannot_get_unchanged_is_refused(monkeypatch):
+    monkeypatch.setenv("NC2ICE_T_QUOTED", "/g/data/it's")
+    config = _config({"d": {"sources": ["$NC2ICE_T_QUOTED/*.nc"]}})
+    assert config_mod.validate(copy.deepcopy(config), SCHEMA)  # a local run passes it on
+    config["cluster"] = {"scheduler": "pbs", "project": "ab12"}
+    with pytest.raises(config_mod.ConfigError, match=r"^\$NC2ICE_T_QUOTED: .* batch jobs"):
+        config_mod.validate(config, SCHEMA)

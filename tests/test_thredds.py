@@ -110,3 +110,25 @@ def test_catalogs_written_the_older_way_are_read_as_their_server_means_them():
     _read(url, ET.fromstring(OLD_STYLE), everything, None, "A later *")
     assert sorted(everything.files) == [f"{base}/so_2020.nc", f"{base}/tas_2020.nc"]
     assert everything.files[f"{base}/so_2020.nc"] is None  # no date: the listing asks (HEAD)
+
+
+def test_a_catalog_removed_from_the_sources_is_dropped_not_gone(tmp_path, catalog):
+    """Removing a catalog entry drops its files on purpose (as removing a URL does); it is
+    not files vanishing from the server, which `on_vanished: fail` would refuse."""
+    from nc2ice.listing import list_dataset
+
+    years = [catalog["url"].replace("catalog.xml", f"{y}/catalog.xml") for y in (2000, 2002)]
+    ds = {"on_error": "fail", "on_vanished": "fail", "batch_size": 250}
+    results = tmp_path / "results" / "tds"
+
+    def listed(sources):
+        config = {"datasets": {"tds": {**ds, "sources": sources}}, "http": {"max_connections": 2}}
+        return list_dataset(config, "tds", results / "sources.tsv", results / "batches")
+
+    both = listed([{"thredds": url} for url in years])
+    assert len(both.sources) == 3 and {s.origin for s in both.sources} == set(years)
+    one = listed([{"thredds": years[0]}])
+    assert not one.gone and [s.url.rsplit("/", 1)[1] for s in one.sources] == [
+        "tas_2000.nc",
+        "tas_2001.nc",
+    ]

@@ -1,14 +1,20 @@
-"""The commit step: the batches' manifests combined into one dataset and committed.
+"""The commit and publish steps: the batches' manifests combined into one dataset, written as a
+snapshot on a branch of its own, and, once validated, published on ``main``.
 
-It reads the scan indexes (which already hold each manifest's digest), combines the
-manifests, commits the plan to Icechunk, and writes ``commit.json`` (what the store holds
-and how it got there) and ``skipped.tsv`` (the files left out as unreadable, and why).
+The commit reads the scan indexes (which already hold each manifest's digest), combines the
+manifests in the order the listing gave, writes the plan (see ``nc2ice.commit``), and writes
+``commit.json`` (what the snapshot holds and how it got there) and ``skipped.tsv`` (the files
+left out as unreadable, and why).  Publishing reads ``validation.json``: only a snapshot that
+passed moves ``main``; ``published.json`` says where ``main`` is now and its tag.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,36 +24,70 @@ from nc2ice import commit as commit_mod
 from nc2ice import config as config_mod
 from nc2ice.access import Access, prefix_of
 from nc2ice.chunks import read_region
-from nc2ice.errors import CombineError
+from nc2ice.errors import CombineError, CommitError, PublishError, out_of_space
 from nc2ice.faults import pause
 from nc2ice.logs import Progress
 from nc2ice.manifest import atomic_write_text, read_manifest
-from nc2ice.scan import Scanned, read_index
+from nc2ice.scan import Scanned, read_index, scanned_versions
+from nc2ice.sources import read_table
 
 log = logging.getLogger(__name__)
 
 
-def aggregate(
-    config: dict[str, Any], dataset: str, indexes: list[str], record_out: str, skipped_out: str
-) -> dict[str, Any]:
+@dataclass
+class Prepared:
+    """A dataset's plan and everything its commit records."""
+
+    dataset: str
+    plan: combine_mod.Plan
+    rows: dict[str, Scanned]
+    skipped: list[dict[str, str]]
+    metadata: dict[str, Any]
+    store_url: str
+    group: str
+    access: Access
+
+    def commit(self, base: str | None = None, locked: bool = False) -> commit_mod.Outcome:
+        """Write the plan as a snapshot on a branch of its own (``main`` does not move);
+        ``locked``: the caller holds the store's lock already (publishing writes again)."""
+        urls = {self.rows[f].url: self.rows[f] for f in self.plan.files}
+        prefixes = sorted({prefix_of(url) for url in urls})
+        options = {
+            "dataset": self.dataset,
+            "group": self.group,
+            "access": self.access,
+            "metadata": self.metadata,
+            "checksums": {u: c for u, row in urls.items() if (c := checksum(row)) is not None},
+            "base": base,
+        }
+        with room_in(self.store_url):
+            if not locked:
+                return commit_mod.commit_plan(
+                    self.plan, store_url=self.store_url, prefixes=prefixes, **options
+                )
+            repo = commit_mod.open_for_writing(self.store_url, self.access, prefixes, self.plan)
+            return commit_mod.commit_to(repo, self.plan, **options)
+
+
+def prepare(
+    config: dict[str, Any], dataset: str, indexes: list[str], sources_tsv: str | None
+) -> Prepared:
+    """Read the scan indexes and manifests and combine them into a plan."""
     ds = config["datasets"][dataset]
     access = Access.from_config(config)
-    rows: dict[str, Scanned] = {}
-    where: dict[str, Path] = {}  # each file's manifest: in the folder named like its index
-    for index in indexes:
-        for row in read_index(index):
-            rows[row.file_id], where[row.file_id] = row, Path(index).with_suffix("") / row.manifest
+    rows, where = _scanned(indexes, sources_tsv)
     scanned = [r for r in rows.values() if not r.skipped]
+    # copies read the version each file's scan recorded, or fail: "changed while it was read"
+    access = access.pinned(scanned_versions(scanned))
     skipped = [
         {"file_id": r.file_id, "url": r.url, "reason": r.skipped}
         for r in rows.values()
         if r.skipped
     ]
-    _write_skipped(skipped_out, skipped, dataset)
     if not scanned:
         raise CombineError(
             f"{dataset}: no file to combine: all {len(skipped)} files were skipped as "
-            f"unreadable; {skipped_out} lists them with the reasons"
+            f"unreadable; skipped.tsv lists them with the reasons"
         )
     progress = Progress(f"{dataset}: manifests read", len(scanned))
     manifests = []
@@ -63,9 +103,10 @@ def aggregate(
         on_chunk_mismatch=ds["on_chunk_mismatch"],
         max_materialized_fraction=ds["max_materialized_fraction"],
         concat_order=ds["concat_order"],
+        convert_units=ds.get("convert_units", False),
+        accept_differences=ds.get("accept_differences", []),
         reader=lambda var: read_region(var, tuple(slice(0, n) for n in var.shape), access),
     )
-    report = plan.report()
     store_url, group = config_mod.store_location(config, dataset)
     settings = config_mod.store_settings(ds)
     digests = {f: rows[f].sha256 for f in plan.files}
@@ -77,39 +118,153 @@ def aggregate(
         "sources": {f: {"url": rows[f].url, "manifest_sha256": digests[f]} for f in plan.files},
         "config": settings,
         "versions": commit_mod.package_versions(),
-        "report": {k: v for k, v in report.items() if k != "per_file"},
+        "report": {k: v for k, v in plan.report().items() if k != "per_file"},
         "attributes": commit_mod.attribute_types(plan),
     }
-    urls = {rows[f].url: rows[f] for f in plan.files}
-    outcome = commit_mod.commit_plan(
-        plan,
-        dataset=dataset,
-        store_url=store_url,
-        group=group,
-        access=access,
-        prefixes=sorted({prefix_of(url) for url in urls}),
-        metadata=metadata,
-        checksums={u: c for u, row in urls.items() if (c := checksum(row)) is not None},
-    )
+    return Prepared(dataset, plan, rows, skipped, metadata, store_url, group, access)
+
+
+def _scanned(
+    indexes: list[str], sources_tsv: str | None
+) -> tuple[dict[str, Scanned], dict[str, Path]]:
+    """Every file's index row and manifest path, in the order the listing gave the files
+    (batches hold new files in the order they arrived, not the order listed)."""
+    rows: dict[str, Scanned] = {}
+    where: dict[str, Path] = {}  # each file's manifest: in the folder named like its index
+    for index in indexes:
+        for row in read_index(index):
+            rows[row.file_id], where[row.file_id] = row, Path(index).with_suffix("") / row.manifest
+    if sources_tsv and Path(sources_tsv).exists():
+        listed = {s.file_id: n for n, s in enumerate(read_table(sources_tsv))}
+        order = sorted(rows, key=lambda f: listed.get(f, len(listed)))
+        rows = {f: rows[f] for f in order}
+    return rows, where
+
+
+def aggregate(
+    config: dict[str, Any],
+    dataset: str,
+    indexes: list[str],
+    record_out: str,
+    skipped_out: str,
+    sources_tsv: str | None = None,
+) -> dict[str, Any]:
+    """The commit step: combine, write a snapshot to be validated, record what it holds."""
+    try:
+        prepared = prepare(config, dataset, indexes, sources_tsv)
+    except CombineError:
+        rows, _ = _scanned(indexes, sources_tsv)
+        _write_skipped(skipped_out, [_skip(r) for r in rows.values() if r.skipped], dataset)
+        raise
+    _write_skipped(skipped_out, prepared.skipped, dataset)
+    outcome = prepared.commit()
     pause("commit:committed")
+    report = prepared.plan.report()
     _log_report(dataset, report)
     record = {
         "dataset": dataset,
-        "store": store_url,
-        "group": group,
+        "store": prepared.store_url,
+        "group": prepared.group,
         "snapshot": outcome.snapshot,
+        "base": outcome.base,
+        "branch": outcome.branch,
         "new_commit": outcome.new,
         "action": outcome.change.action,
         "change": outcome.change.record(),
         "tag": outcome.tag,
-        "concat_dim": ds["concat_dim"],
-        "groups": sorted(plan.group_attrs),
-        "files": _file_extents(plan, rows),
-        "skipped": skipped,
+        "concat_dim": config["datasets"][dataset]["concat_dim"],
+        "groups": sorted(prepared.plan.group_attrs),
+        "files": _file_extents(prepared.plan, prepared.rows),
+        "skipped": prepared.skipped,
         "report": report,
     }
     write_json(record_out, record)
     return record
+
+
+def _skip(row: Scanned) -> dict[str, str]:
+    return {"file_id": row.file_id, "url": row.url, "reason": row.skipped}
+
+
+def publish_dataset(
+    config: dict[str, Any],
+    dataset: str,
+    commit_json: str,
+    validation_json: str,
+    indexes: list[str],
+    sources_tsv: str | None,
+    out: str,
+) -> dict[str, Any]:
+    """The publish step: ``main`` moves to the validated snapshot, or stays where it is."""
+    record, verdict = load_json(commit_json), load_json(validation_json)
+    store, base, branch = record["store"], record["base"], record["branch"]
+    if not verdict.get("passed"):
+        failed = Path(validation_json).with_suffix(".failed.json")
+        raise PublishError(
+            f"{dataset}: validation FAILED, so main was not moved: it stays at snapshot {base}. "
+            f"The snapshot that failed, {record['snapshot']}, is kept on branch {branch} of "
+            f"{store}; {failed} lists the mismatches"
+        )
+    published = {
+        "dataset": dataset,
+        "store": store,
+        "group": record["group"],
+        "snapshot": record["snapshot"],
+        "validated_snapshot": record["snapshot"],
+        "tag": None,
+        "action": record["action"],
+        "replayed_onto": [],
+    }
+    if record["new_commit"]:
+        access = Access.from_config(config)
+        outcome = commit_mod.Outcome(
+            record["snapshot"], True, _change(record), base, branch, record["tag"]
+        )
+        with room_in(store), commit_mod.store_lock(store):
+            repo = commit_mod.open_repository(store, access)
+
+            def rewrite(tip: str) -> commit_mod.Outcome:
+                prepared = prepare(config, dataset, indexes, sources_tsv)
+                if prepared.metadata["input_digest"] != _digest(repo, record["snapshot"]):
+                    raise CommitError(f"{dataset}: the inputs changed since the commit: run again")
+                return prepared.commit(base=tip, locked=True)
+
+            done = commit_mod.publish(repo, dataset, record["group"], outcome, rewrite)
+        published.update(snapshot=done.snapshot, tag=done.tag, replayed_onto=done.replayed)
+        log.info(
+            "%s: published: main is now at snapshot %s, tagged %s", dataset, done.snapshot, done.tag
+        )
+    else:
+        log.info("%s: nothing new to publish: main holds snapshot %s", dataset, record["snapshot"])
+    write_json(out, published)
+    return published
+
+
+@contextlib.contextmanager
+def room_in(store_url: str) -> Iterator[None]:
+    """A store that runs out of room says so in one line naming it (Icechunk's error does
+    not name the store)."""
+    try:
+        yield
+    except Exception as exc:
+        full = out_of_space(exc)
+        if full is None:
+            raise
+        raise CommitError(f"{store_url}: {full}") from None
+
+
+def _change(record: dict[str, Any]) -> commit_mod.Change:
+    change = record["change"]
+    return commit_mod.Change(
+        change["action"],
+        appended=change["appended"],
+        rescanned=change["rescanned"],
+        dropped=change["dropped"],
+    )
+
+
+def _digest(repo: Any, snapshot: str) -> str:
+    return dict(repo.lookup_snapshot(snapshot).metadata or {}).get("input_digest", "")
 
 
 def checksum(row: Scanned) -> str | datetime | None:
@@ -123,6 +278,10 @@ def checksum(row: Scanned) -> str | datetime | None:
 
 def write_json(path: str | Path, doc: dict[str, Any]) -> None:
     atomic_write_text(Path(path), json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def load_json(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
 
 
 def _write_skipped(path: str, skipped: list[dict[str, str]], dataset: str) -> None:

@@ -36,6 +36,13 @@ def scanned_versions(folder: Path) -> dict[str, tuple[int, str, str]]:
     }
 
 
+def skipped_at_scan(folder: Path) -> set[str]:
+    """The files the last scans skipped as unreadable (from the scan indexes)."""
+    from nc2ice.scan import read_index
+
+    return {row.url for path in folder.glob("b*.tsv") for row in read_index(path) if row.skipped}
+
+
 def assign(sources: list[Source], before: list[Source], batch_size: int) -> None:
     """Give every source a batch: the one it had, else room in the last batch, else a new one."""
     had = {s.url: s.batch for s in before if s.batch}

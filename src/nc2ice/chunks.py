@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numcodecs
 import numpy as np
 
-from nc2ice.access import Access, prefix_of
+from nc2ice.access import Access
 from nc2ice.manifest import Variable
 
 
@@ -65,11 +65,9 @@ def _read_with_h5py(var: Variable, region: tuple[slice, ...], access: Access) ->
     import h5py
     import hdf5plugin  # noqa: F401 - registers the filters
 
-    from nc2ice.reader import SourceReader
-
     url = next(iter(var.refs.values()))[0]
-    store = access.object_store(prefix_of(url))
-    reader = SourceReader(store, access.path_in_store(url), head_bytes=4 << 20, block_bytes=4 << 20)
+    # tied to the version the scan recorded, where the commit pinned it (Access.pinned)
+    reader = access.reader(url, head_bytes=4 << 20, block_bytes=4 << 20)
     with h5py.File(reader, mode="r") as f:
         return np.asarray(f[var.path][region], dtype=var.np_dtype)
 

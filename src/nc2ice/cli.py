@@ -43,6 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     access = Access.from_config(config)
     store = normalize_url(args.store)
     print(open_store_dataset(store, access))
+    repo = open_repository(store, access)
     print(f"\nhistory of {BRANCH!r}:")
-    for snapshot in open_repository(store, access).ancestry(branch=BRANCH):
+    for snapshot in repo.ancestry(branch=BRANCH):
         print(f"  {snapshot.id}  {snapshot.written_at:%Y-%m-%d %H:%M}  {snapshot.message}")
+    waiting = sorted(b for b in repo.list_branches() if b != BRANCH)
+    if waiting:  # snapshots not published: failed validation, or a run that was stopped
+        print("\nsnapshots not on main (not validated, or failed validation):")
+        for branch in waiting:
+            info = repo.lookup_snapshot(repo.lookup_branch(branch))
+            print(f"  {branch}: {info.id}  {info.written_at:%Y-%m-%d %H:%M}  {info.message}")

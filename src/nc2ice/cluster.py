@@ -6,17 +6,22 @@ the job reads remote sources or writes a remote store: on Gadi and Setonix only 
 queue reaches the internet).  With ``cluster.scheduler: pbs`` a job also gets ``pbs``, its
 qsub options, which the Gadi profile passes to ``qsub`` and a dry run shows; with
 ``slurm`` it gets ``slurm_partition`` and ``slurm_account`` for the Slurm executor.
+
+A batch job does not inherit the environment of the process that submits it: the main
+process passes on what jobs need (``job_environment``), through Snakemake's ``envvars``.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from nc2ice.access import normalize_url
+from nc2ice.errors import ConfigError
 
 # Per step: memory (MB), time (minutes), scratch (MB); `cluster.resources` overrides them.
 # A retry after a kill gets more time, up to the queue's longest (`cluster.max_runtime`).
@@ -25,8 +30,75 @@ NEEDS = {
     "scan": {"mem_mb": 4000, "runtime": 120, "disk_mb": 1000},
     "commit": {"mem_mb": 16000, "runtime": 240, "disk_mb": 1000},
     "validate": {"mem_mb": 8000, "runtime": 120, "disk_mb": 4000},
+    "dataset_report": {"mem_mb": 2000, "runtime": 30, "disk_mb": 1000},  # a few plots
+    "publish": {"mem_mb": 4000, "runtime": 60, "disk_mb": 1000},  # rewrites only in shared stores
 }
 GADI_STORAGE = re.compile(r"^/(g/data|scratch)/([A-Za-z0-9_]+)(/|$)")
+# The projects the docs and examples show: a run must not charge its jobs to them.
+PLACEHOLDER_PROJECTS = ("xy12", "pawsey0123")
+# What a job needs from the environment of the main process, which PBS does not pass on
+# (Slurm does): the Python environment (Snakemake already starts jobs with the main
+# process's Python, by its full path), proxies, certificates, and the S3 credentials.
+# TMPDIR, HOME and USER are the job's own.
+JOB_ENVIRONMENT = (
+    "PATH",
+    "LD_LIBRARY_PATH",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "HDF5_PLUGIN_PATH",
+    "ICECHUNK_LOG",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+)
+JOB_ENVIRONMENT_PREFIXES = ("AWS_", "NC2ICE_")
+
+
+def check_settings(cluster: dict[str, Any], path_variables: list[str]) -> None:
+    """Stop a run for a batch system before it submits anything: jobs must be charged to
+    the user's project, and the variables in its paths must reach the jobs unchanged."""
+    scheduler = cluster.get("scheduler")
+    if not scheduler:
+        return
+    project = cluster.get("project")
+    what = "NCI project (qsub -P)" if scheduler == "pbs" else "Slurm account"
+    where = f"set it in your --configfile as cluster: {{project: <your {what}>}}"
+    if not project:
+        raise ConfigError(f"cluster.project: no project is set for the {scheduler} jobs: {where}")
+    if project in PLACEHOLDER_PROJECTS:
+        raise ConfigError(f"cluster.project: {project!r} is the examples' placeholder: {where}")
+    for name in path_variables:
+        if not passable(os.environ[name]):
+            raise ConfigError(
+                f"${name}: its value holds a quote, a backslash or a control character, "
+                "which cannot be passed on to batch jobs: write the path itself in the config"
+            )
+
+
+def passable(value: str) -> bool:
+    """Whether Snakemake passes ``value`` on to a batch job unchanged: it writes
+    ``export NAME=<Python repr>`` into the job script, which a shell reads back exactly only
+    for text in plain single quotes."""
+    return "'" not in value and repr(value) == f"'{value}'"
+
+
+def job_environment(path_variables: list[str]) -> list[str]:
+    """The environment variables the main process passes on to its jobs: those jobs need
+    (``JOB_ENVIRONMENT``) and those the config's paths use (so that a job, which parses the
+    config again, expands them alike), where set; Snakemake exports them in each job."""
+    names = [
+        *JOB_ENVIRONMENT,
+        *sorted(n for n in os.environ if n.startswith(JOB_ENVIRONMENT_PREFIXES)),
+        *path_variables,
+    ]
+    return [n for n in dict.fromkeys(names) if os.environ.get(n) and passable(os.environ[n])]
 
 
 def is_remote(config: dict[str, Any], dataset: str) -> bool:
@@ -86,7 +158,8 @@ def resources(config: dict[str, Any], rule: str, dataset: str, attempt: int = 1)
 
 
 def qsub_options(cluster: dict[str, Any], queue: str | None, needs: dict, storage: str) -> str:
-    """``-P … -q … -l ncpus=…,mem=…,walltime=…,jobfs=…,storage=…,wd`` for one job.
+    """``-P … -q … -l ncpus=…,mem=…,walltime=…,jobfs=…,storage=…,wd`` for one job, each
+    value quoted for the shell that runs the submit command (the schema also checks them).
     Gadi's copyq runs one CPU per job."""
     hours, minutes = divmod(int(needs["runtime"]), 60)
     limits = [
@@ -98,7 +171,7 @@ def qsub_options(cluster: dict[str, Any], queue: str | None, needs: dict, storag
     if storage:
         limits.append(f"storage={storage}")
     limits.append("wd")
-    options = [f"-P {cluster['project']}"] if cluster.get("project") else []
+    options = ["-P", str(cluster["project"])] if cluster.get("project") else []
     if queue:
-        options.append(f"-q {queue}")
-    return " ".join([*options, "-l " + ",".join(limits)])
+        options += ["-q", queue]
+    return shlex.join([*options, "-l", ",".join(limits)])

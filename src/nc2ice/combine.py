@@ -15,11 +15,14 @@ import numpy as np
 
 from nc2ice.encoding import (
     calendar,
+    convertible,
+    describe_differences,
     encoding_key,
     first_value,
     harmonise,
     inherit_bounds_units,
     last_value,
+    meaning_differences,
     reader_dtypes,
 )
 from nc2ice.errors import CombineError
@@ -60,6 +63,9 @@ class Plan:
     dropped: dict[str, str] = field(default_factory=dict)  # variable → why
     copied_static: dict[str, tuple[int, str]] = field(default_factory=dict)  # path → bytes, why
     dtype_differences: dict[str, dict[str, str]] = field(default_factory=dict)
+    # variables converted to the first file's units: path -> each file's units before
+    converted: dict[str, dict[str, str]] = field(default_factory=dict)
+    accepted: list[str] = field(default_factory=list)  # attributes allowed to differ
 
     def report(self) -> dict[str, Any]:
         reasons: dict[str, list[str]] = defaultdict(list)
@@ -102,6 +108,8 @@ class Plan:
             "copied_why": dict(reasons),
             "copied_variables": {p: why for p, (_, why) in self.copied_static.items()},
             "dtype_differences": self.dtype_differences,
+            "units_converted": self.converted,
+            "accepted_differences": self.accepted,
             "grids": {a.path: list(a.chunks) for a in self.arrays.values() if a.grid},
             "per_file": per_file,
             "dropped_variables": self.dropped,
@@ -118,6 +126,8 @@ def combine(
     on_chunk_mismatch: str = "reconcile",
     max_materialized_fraction: float = 0.1,
     concat_order: str = "coordinate",
+    convert_units: bool = False,
+    accept_differences: list[str] | tuple[str, ...] = (),
     reader: Any = None,
 ) -> Plan:
     if not manifests:
@@ -151,10 +161,13 @@ def combine(
         manifests = _in_order(manifests, concat_dim)
     plan.files = [file_id for file_id, _ in manifests]
     bounds = bounds_names(manifests[0][1].variables.values())
+    meaning = _Meaning(convert_units, tuple(accept_differences))
+    plan.accepted = sorted(accept_differences)
     for path in manifests[0][1].variables:
         versions = [(fid, m.variables[path]) for fid, m in manifests]
         values = _keeps_values(versions[0][1], bounds)
-        plan.arrays[path] = _plan_array(path, versions, concat_dim, plan, reader, values)
+        units = meaning.check(path, versions, concat_dim in versions[0][1].dims, plan)
+        plan.arrays[path] = _plan_array(path, versions, concat_dim, plan, reader, values, units)
         found = reader_dtypes(versions[0][1], plan.arrays[path].template)
         if found:
             plan.dtype_differences[path] = found
@@ -270,12 +283,55 @@ def _show(key: Any) -> str:
     return repr(key)
 
 
-def _plan_array(path, versions, concat_dim, plan: Plan, reader, keep_values: bool) -> ArrayPlan:
+@dataclass
+class _Meaning:
+    """What the config says about files whose attributes give their numbers other meanings."""
+
+    convert_units: bool
+    accepted: tuple[str, ...]
+
+    def check(self, path: str, versions, concatenated: bool, plan: Plan) -> str | None:
+        """Refuse differences of meaning, naming files and values; the units to convert
+        to where the config asks for conversion."""
+        found = meaning_differences(versions, self.accepted)
+        units = found.pop("units", None) if concatenated and self.convert_units else None
+        if units is not None:
+            target = versions[0][1].attrs.get("units")
+            odd = [(f, v.attrs.get("units")) for f, v in versions if v.attrs.get("units")]
+            if target is None or any(not convertible(u, target) for _, u in odd):
+                found["units"] = units  # e.g. K beside m s-1: no conversion makes them one
+                units = None
+        if found:
+            hint = (
+                "Set `convert_units: true` to store the values converted to the first file's "
+                "units (copied into the store), or list only the files that agree"
+                if "units" in found
+                else "If the difference does not change the values' meaning, list the "
+                f"attribute in `accept_differences` ({', '.join(sorted(found))})"
+            )
+            raise CombineError(describe_differences(path, found) + "\n" + hint)
+        for key in self.accepted:
+            if meaning_differences(versions, set(self.accepted) - {key}).get(key):
+                plan.notes.append(
+                    f"{path!r}: {key} differs between files (accepted): the store keeps the "
+                    "first file's"
+                )
+        return versions[0][1].attrs.get("units") if units is not None else None
+
+
+def _plan_array(
+    path, versions, concat_dim, plan: Plan, reader, keep_values: bool, units: str | None = None
+) -> ArrayPlan:
     first = versions[0][1]
     if concat_dim not in first.dims:
         return _static_array(path, versions, concat_dim, plan, reader, keep_values)
-    if len({encoding_key(v) for _, v in versions}) > 1:
-        versions = harmonise(path, versions, plan.notes, reader)
+    if units is not None or len({encoding_key(v) for _, v in versions}) > 1:
+        if units is not None:
+            plan.converted[path] = {f: str(v.attrs.get("units")) for f, v in versions}
+        versions = harmonise(path, versions, plan.notes, reader, units)
+        if not keep_values:  # a data variable, referenced otherwise: its values are copies
+            why = f"its files differ in {'units' if units else 'encoding'} (decoded to one)"
+            plan.copied_static[path] = (sum(v.nbytes for _, v in versions), why)
     parts, offset = [], 0
     for file_id, var in versions:
         parts.append(Part(file_id, var, offset))

@@ -1,16 +1,23 @@
-"""Committing a plan to Icechunk: what changed since the dataset's last commit, written as
-one new snapshot, tagged, with what changed in its message and metadata.
+"""Committing a plan to Icechunk, and publishing it once it is validated.
 
-- Nothing changed (the inputs' digest equals the last commit's): no commit.
-- New files after the last ones, the rest unchanged: an append. The arrays grow, and only
-  their new chunks (and a last chunk the old end shared) are written.
-- Anything else (a file changed, dropped or inserted, a setting or a variable's structure
+A commit never moves ``main``: it writes the dataset's new state as one snapshot on a branch
+of its own (``nc2ice-<dataset>-<UTC time>-<id>``), based on the snapshot ``main`` pointed at.
+Validation reads that snapshot; only when it passed does ``publish`` move ``main`` to it, with a
+compare-and-swap, and tag it.  Readers of ``main`` therefore only ever see validated snapshots.
+
+What a commit writes, compared with the dataset's last commit on ``main``:
+
+- nothing changed (the inputs' digest equals the last commit's): no snapshot;
+- new files after the last ones, the rest unchanged: an append; the arrays grow and only their
+  new chunks (and a last chunk the old end shared) are written;
+- anything else (a file changed, dropped or inserted, a setting or a variable's structure
   changed): the dataset is rewritten in one snapshot, and the log says which file forced it.
 
-Either the branch gets the one new snapshot, or nothing changes: a reference Icechunk
-refuses stops the commit, a first commit that fails removes the repository it created, and
-a writer that finds another commit on the branch rebases onto it when they changed
-different arrays (another dataset of the same repository) and fails, naming it, otherwise.
+Nothing a run did not create is ever removed: a location that holds anything but an Icechunk
+repository is refused before any write, a failed commit deletes only its own branch, and a
+repository is never deleted.  If ``main`` moved while a snapshot was validated, ``publish``
+writes the same change again on top of it when the other commits touched other groups
+(another dataset of a shared repository), and refuses, naming them, otherwise.
 """
 
 from __future__ import annotations
@@ -21,8 +28,11 @@ import hashlib
 import json
 import logging
 import math
+import os
+import shutil
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
@@ -35,6 +45,7 @@ import zarr
 from nc2ice.access import Access, local_path
 from nc2ice.chunks import read_region
 from nc2ice.combine import ArrayPlan, Plan
+from nc2ice.config import store_settings
 from nc2ice.errors import CommitError
 from nc2ice.faults import pause
 from nc2ice.writer import (
@@ -52,6 +63,9 @@ log = logging.getLogger(__name__)
 BRANCH = "main"
 PACKAGES = ("nc2ice", "virtualizarr", "icechunk", "zarr", "xarray", "obstore", "h5py", "snakemake")
 SHARD_REFERENCES = 500_000  # references per manifest shard: a reader loads only those it needs
+LOCK_FILE = "nc2ice.lock"
+LOCK_WAIT_S = 3600  # how long a commit to a local store waits for another one to finish
+PUBLISH_TRIES = 5  # how often publishing writes its change again on a main that moved
 
 
 def package_versions() -> dict[str, str]:
@@ -62,23 +76,33 @@ def input_digest(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def is_repository(store_url: str, access: Access) -> bool:
+    """Whether an Icechunk repository is at ``store_url``, without creating anything there
+    (Icechunk's local storage creates its folder just to look)."""
+    if store_url.startswith("file://") and not local_path(store_url).is_dir():
+        return False
+    return icechunk.Repository.exists(access.storage(store_url))
+
+
 def open_repository(store_url: str, access: Access) -> icechunk.Repository:
     """Open a repository with read access to every container it records."""
-    storage = access.storage(store_url)
-    if not icechunk.Repository.exists(storage):
+    if not is_repository(store_url, access):
         raise FileNotFoundError(f"{store_url}: no Icechunk repository here")
+    storage = access.storage(store_url)
     prefixes = list(icechunk.Repository.open(storage).config.virtual_chunk_containers or {})
     return icechunk.Repository.open(
         storage, authorize_virtual_chunk_access=access.authorize(prefixes)
     )
 
 
-def last_commit(repo: icechunk.Repository, dataset: str) -> tuple[str, dict[str, Any]] | None:
-    """The latest snapshot on the branch that committed ``dataset``, and its metadata."""
-    for snapshot in repo.ancestry(branch=BRANCH):
-        metadata = dict(snapshot.metadata or {})
+def last_commit(
+    repo: icechunk.Repository, dataset: str, snapshot: str
+) -> tuple[str, dict[str, Any]] | None:
+    """The latest snapshot in the ancestry of ``snapshot`` that committed ``dataset``."""
+    for info in repo.ancestry(snapshot_id=snapshot):
+        metadata = dict(info.metadata or {})
         if metadata.get("dataset") == dataset:
-            return snapshot.id, metadata
+            return info.id, metadata
     return None
 
 
@@ -132,18 +156,18 @@ def decide(plan: Plan, metadata: dict[str, Any], previous: dict[str, Any] | None
     change.why = _why_rewrite(plan, metadata, previous, before, change) or ""
     if not change.why:
         change.why = _why_not_appendable(plan, stored, change) or ""
+    if not change.why and not change.appended:  # same files, recorded otherwise
+        change.why = "the inputs' digest changed"
     if not change.why:
         change.action = "appended"
     return change
 
 
 def _why_rewrite(plan, metadata, previous, before: list[str], change: Change) -> str | None:
-    if previous.get("config") != metadata["config"]:
-        keys = sorted(
-            k
-            for k in set(previous.get("config", {})) | set(metadata["config"])
-            if previous.get("config", {}).get(k) != metadata["config"].get(k)
-        )
+    # Settings that do not decide the content (older commits recorded them all) are ignored.
+    was, now = store_settings(previous.get("config", {})), store_settings(metadata["config"])
+    if was != now:
+        keys = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
         return f"the dataset's settings changed ({', '.join(keys)})"
     if change.rescanned:
         return f"{change.rescanned[0]} changed since the last commit (rescanned)"
@@ -185,9 +209,9 @@ def _would_be(array: ArrayPlan) -> dict[str, Any]:
     return dict(create_array(root, array, layout(array)).metadata.to_dict())
 
 
-def stored_arrays(repo: icechunk.Repository, group: str) -> dict[str, dict] | None:
-    """The committed arrays of a dataset's group: their metadata by path."""
-    store = repo.readonly_session(branch=BRANCH).store
+def stored_arrays(repo: icechunk.Repository, group: str, snapshot: str) -> dict[str, dict] | None:
+    """The arrays of a dataset's group in ``snapshot``: their metadata by path."""
+    store = repo.readonly_session(snapshot_id=snapshot).store
     try:
         root = zarr.open_group(store, path=group or None, mode="r", zarr_format=3)
     except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
@@ -199,115 +223,211 @@ def stored_arrays(repo: icechunk.Repository, group: str) -> dict[str, dict] | No
     return found or None
 
 
-# -- committing -------------------------------------------------------------------------------
+# -- committing: a snapshot on a branch of its own ---------------------------------------------
 
 
 @dataclass
 class Outcome:
-    snapshot: str
+    snapshot: str  # the snapshot to validate (the dataset's last one on main if unchanged)
     new: bool
     change: Change
-    tag: str | None = None
+    base: str = ""  # what main pointed at when the snapshot was written
+    branch: str | None = None  # where the snapshot waits for validation
+    tag: str | None = None  # the tag publishing gives it
     parts: int = 0
 
 
 def commit_plan(
     plan: Plan,
     *,
-    dataset: str,
     store_url: str,
-    group: str,
     access: Access,
     prefixes: list[str],
+    **options: Any,
+) -> Outcome:
+    """Write ``plan`` as the dataset's new state on a branch of its own (see ``commit_to``),
+    creating the repository where nothing is yet."""
+    for array in plan.arrays.values():  # a codec no reader has fails here, before any write
+        layout(array)
+    ensure_repository(store_url, access, prefixes)
+    with store_lock(store_url):
+        repo = open_for_writing(store_url, access, prefixes, plan)
+        return commit_to(repo, plan, access=access, **options)
+
+
+def commit_to(
+    repo: icechunk.Repository,
+    plan: Plan,
+    *,
+    dataset: str,
+    group: str,
+    access: Access,
     metadata: dict[str, Any],
     checksums: dict[str, str | datetime],
     part_references: int = PART_REFERENCES,
+    base: str | None = None,
 ) -> Outcome:
-    """Commit ``plan`` as the dataset's new state (see the module's docstring)."""
-    for array in plan.arrays.values():  # a codec no reader has fails here, before any write
-        layout(array)
-    storage = access.storage(store_url)
-    created = not icechunk.Repository.exists(storage)
-    with _local_lock(store_url):
-        try:
-            return _commit(
-                plan,
-                dataset,
-                store_url,
-                group,
-                access,
-                prefixes,
-                metadata,
-                checksums,
-                part_references,
+    """Write ``plan`` on a branch of its own, based on ``base`` (default: where ``main``
+    points now); ``main`` does not move (see ``publish``)."""
+    write = _Write(repo, plan, dataset, group, access, checksums, part_references)
+    return write.snapshot(metadata, base or repo.lookup_branch(BRANCH))
+
+
+@dataclass
+class _Write:
+    repo: icechunk.Repository
+    plan: Plan
+    dataset: str
+    group: str
+    access: Access
+    checksums: dict[str, str | datetime]
+    part_references: int
+
+    def snapshot(self, metadata: dict[str, Any], base: str) -> Outcome:
+        found = last_commit(self.repo, self.dataset, base)
+        previous = found[1] if found else None
+        stored = stored_arrays(self.repo, self.group, base) if found else None
+        change = decide(self.plan, metadata, previous, stored)
+        if change.action == "unchanged":
+            log.info(
+                "%s: the store holds these inputs already (snapshot %s)", self.dataset, found[0]
             )
+            return Outcome(found[0], False, change, base=base)
+        metadata = {**metadata, "group": self.group, "change": change.record(), "base": base}
+        tag = f"{self.dataset}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{metadata['input_digest'][:8]}"
+        kept = waiting_snapshot(self.repo, self.dataset, metadata["input_digest"], base)
+        if kept is not None:  # a run killed after writing it: validate that one
+            branch, snapshot = kept
+            log.info(
+                "%s: snapshot %s on branch %s already holds this change",
+                self.dataset,
+                snapshot,
+                branch,
+            )
+            return Outcome(snapshot, True, change, base, branch, tag)
+        branch = f"nc2ice-{self.dataset}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        self.repo.create_branch(branch, base)
+        try:
+            writer = Writer(
+                self.repo, branch, self.part_references, f"{self.dataset} {change.action}"
+            )
+            self._write(writer, change)
+            pause("commit:written")
+            message = f"{self.dataset}: {change.summary()}: {len(self.plan.files)} files"
+            snapshot = writer.commit(message, metadata)
         except BaseException:
-            if created:
-                access.remove_repository(store_url)
+            with contextlib.suppress(Exception):  # ours alone: nobody else writes to it
+                self.repo.delete_branch(branch)
             raise
-
-
-def _commit(
-    plan, dataset, store_url, group, access, prefixes, metadata, checksums, part_references
-):
-    repo = _open_for_writing(store_url, access, prefixes, plan)
-    found = last_commit(repo, dataset)
-    previous = found[1] if found else None
-    change = decide(plan, metadata, previous, stored_arrays(repo, group) if found else None)
-    if change.action == "unchanged":
         log.info(
-            "%s: already holds these inputs (snapshot %s); nothing to commit", store_url, found[0]
+            "%s: %s; snapshot %s written to branch %s, to be validated",
+            self.dataset,
+            change.summary(),
+            snapshot,
+            branch,
         )
-        return Outcome(found[0], False, change)
-    repo.save_config()
-    _clear_work_branches(repo, dataset)
-    metadata = {**metadata, "group": group, "change": change.record()}
-    message = f"{dataset}: {change.summary()}: {len(plan.files)} files"
-    label = f"{dataset} {change.action}"
-    tip = repo.lookup_branch(BRANCH)
-    references = _references(plan, change)
-    work = f"nc2ice-{dataset}-{uuid.uuid4().hex[:8]}" if references > part_references else None
-    if work:
-        repo.create_branch(work, tip)
+        return Outcome(snapshot, True, change, base, branch, tag, len(writer.parts))
+
+    def _write(self, writer: Writer, change: Change) -> None:
+        plan, group = self.plan, self.group
+        reader = lambda var, region: read_region(var, region, self.access)  # noqa: E731
+        if change.action == "appended":
+            _append(writer, plan, group, change, self.checksums, reader)
+            return
+        zarr.open_group(writer.store, mode="a", zarr_format=3)  # the root, if new
+        root = zarr.open_group(writer.store, path=group or None, mode="w", zarr_format=3)
+        for name, attrs in plan.group_attrs.items():
+            target = root.require_group(name) if name else root
+            target.attrs.update(store_attrs(attrs))
+        for path, array in plan.arrays.items():
+            # the writer's session changes when it commits a part: open the group in this one
+            root = zarr.open_group(writer.store, path=group or None, mode="r+", zarr_format=3)
+            zarray = create_array(root, array, layout(array))
+            if array.data is not None:
+                zarray[...] = array.data
+                continue
+            where = _join(group, path)
+            write_references(writer, where, array.refs, self.checksums)
+            write_copies(writer, where, array, reader)
+
+
+def waiting_snapshot(
+    repo: icechunk.Repository, dataset: str, digest: str, base: str
+) -> tuple[str, str] | None:
+    """A branch of an earlier run of ``dataset`` whose snapshot holds the same inputs on the
+    same base: (branch, snapshot), or None."""
+    for branch in sorted(repo.list_branches()):
+        if not branch.startswith(f"nc2ice-{dataset}-"):
+            continue
+        info = repo.lookup_snapshot(repo.lookup_branch(branch))
+        metadata = dict(info.metadata or {})
+        if metadata.get("input_digest") == digest and metadata.get("base") == base:
+            return branch, info.id
+    return None
+
+
+def ensure_repository(store_url: str, access: Access, prefixes: list[str]) -> None:
+    """Create a repository where nothing is yet; refuse a location that holds anything else."""
+    if is_repository(store_url, access):
+        return
+    _refuse_if_occupied(store_url, access)
+    config = access.repository_config(prefixes)
     try:
-        writer = Writer(repo, work or BRANCH, part_references, label)
-        _write(writer, plan, group, change, checksums, access)
-        pause("commit:written")
-        snapshot = writer.commit(message, metadata)
-        if work:
-            _publish(repo, snapshot, tip)
+        if store_url.startswith("file://"):
+            _create_local(local_path(store_url), config)
+        else:
+            icechunk.Repository.create(access.storage(store_url), config=config)
+    except icechunk.IcechunkError:
+        if not is_repository(store_url, access):  # else: another run created it meanwhile
+            raise
+    log.info("%s: a new Icechunk repository", store_url)
+
+
+def _create_local(path: Path, config: icechunk.RepositoryConfig) -> None:
+    """Create a local repository in a folder of its own, then rename it into place: a
+    creation that fails half way (a full disk) leaves nothing where the store goes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = path.parent / f".{path.name}.creating-{uuid.uuid4().hex[:8]}"
+    try:
+        icechunk.Repository.create(icechunk.local_filesystem_storage(str(work)), config=config)
+        try:
+            os.rename(work, path)  # onto nothing, or an empty folder
+        except OSError:
+            if not (path / "refs").is_dir():  # else: another run's creation won the rename
+                raise
     finally:
-        if work:
-            repo.delete_branch(work)
-    tag = _tag(repo, dataset, snapshot, metadata["input_digest"])
-    log.info("%s: %s; committed snapshot %s, tagged %s", dataset, change.summary(), snapshot, tag)
-    return Outcome(snapshot, True, change, tag, len(writer.parts))
+        shutil.rmtree(work, ignore_errors=True)  # ours alone: its name is unique
 
 
-def _open_for_writing(store_url: str, access: Access, prefixes: list[str], plan: Plan):
-    """Open or create a repository with a container for each of ``prefixes`` (and those it
-    had), its manifests split along the concatenation dimension."""
+def open_for_writing(store_url: str, access: Access, prefixes: list[str], plan: Plan):
+    """Open a repository with a container for each of ``prefixes`` (and those it had), its
+    manifests split along the concatenation dimension."""
     storage = access.storage(store_url)
-    exists = icechunk.Repository.exists(storage)
-    if exists:
-        had = icechunk.Repository.open(storage).config.virtual_chunk_containers or {}
-        prefixes = sorted(set(prefixes) | set(had))
+    had = icechunk.Repository.open(storage).config.virtual_chunk_containers or {}
+    prefixes = sorted(set(prefixes) | set(had))
     config = access.repository_config(prefixes)
     splitting = _splitting(plan)
     if splitting is not None:
         config.manifest = icechunk.ManifestConfig(splitting=splitting)
-    creds = access.authorize(prefixes)
-    if exists:
-        return icechunk.Repository.open(
-            storage, config=config, authorize_virtual_chunk_access=creds
-        )
-    repo = icechunk.Repository.create(storage, config=config, authorize_virtual_chunk_access=creds)
-    # The root group, committed on its own: datasets sharing the repository then each add
-    # only their group, and writers of different datasets never change the same node.
-    session = repo.writable_session(BRANCH)
-    zarr.open_group(session.store, mode="w", zarr_format=3)
-    session.commit("nc2ice: the repository's root group")
+    repo = icechunk.Repository.open(
+        storage, config=config, authorize_virtual_chunk_access=access.authorize(prefixes)
+    )
+    if set(prefixes) != set(had):
+        repo.save_config()  # readers find the new containers in the repository itself
     return repo
+
+
+def _refuse_if_occupied(store_url: str, access: Access) -> None:
+    """A location that holds anything but an Icechunk repository is someone else's."""
+    found = access.list_location(store_url, limit=4)
+    if not found:
+        return
+    shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+    raise CommitError(
+        f"{store_url}: not an Icechunk repository, and not empty (it holds {shown}): nc2ice "
+        "creates a repository only where nothing is yet, and never removes what it did not "
+        "write. Choose another store.root or store.repository"
+    )
 
 
 def _splitting(plan: Plan) -> icechunk.ManifestSplittingConfig | None:
@@ -329,42 +449,9 @@ def _splitting(plan: Plan) -> icechunk.ManifestSplittingConfig | None:
     )
 
 
-def _references(plan: Plan, change: Change) -> int:
-    if change.action != "appended":
-        return sum(len(a.refs) for a in plan.arrays.values())
-    return sum(
-        int((a.refs.lengths[_first_chunk(a, change) :] > 0).sum())
-        for a in plan.arrays.values()
-        if a.data is None and a.axis is not None
-    )
-
-
 def _first_chunk(array: ArrayPlan, change: Change) -> int:
     """The first grid index an append writes: the chunk holding the old end onwards."""
     return change.start.get(array.path, 0) // array.chunks[0]
-
-
-def _write(
-    writer: Writer, plan: Plan, group: str, change: Change, checksums, access: Access
-) -> None:
-    reader = lambda var, region: read_region(var, region, access)  # noqa: E731
-    if change.action == "appended":
-        _append(writer, plan, group, change, checksums, reader)
-        return
-    root = zarr.open_group(writer.store, path=group or None, mode="w", zarr_format=3)
-    for name, attrs in plan.group_attrs.items():
-        target = root.require_group(name) if name else root
-        target.attrs.update(store_attrs(attrs))
-    for path, array in plan.arrays.items():
-        # the writer's session changes when it commits a part: open the group in this one
-        root = zarr.open_group(writer.store, path=group or None, mode="r+", zarr_format=3)
-        zarray = create_array(root, array, layout(array))
-        if array.data is not None:
-            zarray[...] = array.data
-            continue
-        where = _join(group, path)
-        write_references(writer, where, array.refs, checksums)
-        write_copies(writer, where, array, reader)
 
 
 def _append(writer: Writer, plan: Plan, group: str, change: Change, checksums, reader) -> None:
@@ -387,51 +474,165 @@ def _join(group: str, path: str) -> str:
     return f"{group}/{path}" if group else path
 
 
-def _publish(repo: icechunk.Repository, snapshot: str, tip: str) -> None:
-    """Move the branch to the last part, if nobody moved it meanwhile."""
-    try:
-        repo.reset_branch(BRANCH, snapshot, from_snapshot_id=tip)
-    except icechunk.IcechunkError:
-        now = next(iter(repo.ancestry(branch=BRANCH)))
+# -- publishing: main moves to a validated snapshot ----------------------------------------------
+
+
+@dataclass
+class Published:
+    snapshot: str
+    tag: str | None
+    replayed: list[str] = field(default_factory=list)  # main tips the change was written onto
+
+
+def publish(
+    repo: icechunk.Repository,
+    dataset: str,
+    group: str,
+    outcome: Outcome,
+    rewrite: Callable[[str], Outcome],
+) -> Published:
+    """Move ``main`` from the commit's base to its validated snapshot, and tag it.
+
+    If ``main`` moved meanwhile: commits that changed this dataset's group make it refuse,
+    naming them; others (datasets in their own groups of a shared repository) are kept, and
+    ``rewrite(tip)`` writes the same change again on top of them, which is then published."""
+    done = Published(outcome.snapshot, outcome.tag)
+    for _ in range(PUBLISH_TRIES):
+        if _published(repo, outcome.snapshot):
+            break
+        try:
+            repo.reset_branch(BRANCH, outcome.snapshot, from_snapshot_id=outcome.base)
+            break
+        except icechunk.IcechunkError:
+            tip = repo.lookup_branch(BRANCH)
+            same = _same_inputs_on(repo, dataset, outcome.snapshot, tip)
+            if same is not None:  # another run published these very inputs meanwhile
+                log.info("%s: main holds these inputs already (snapshot %s)", dataset, same)
+                _drop_branch(repo, outcome.branch)
+                return Published(same, None)
+            _refuse_if_touched(repo, dataset, group, outcome, tip)
+            log.info(
+                "%s: main moved to %s (other datasets committed): writing this change "
+                "again on top of it",
+                dataset,
+                tip,
+            )
+            _drop_branch(repo, outcome.branch)
+            outcome = replace_base(rewrite(tip), outcome)
+            done.replayed.append(tip)
+    else:
+        raise CommitError(f"{dataset}: main kept moving; nothing was published: run again")
+    done.snapshot = outcome.snapshot
+    done.tag = _tag(repo, outcome.tag, outcome.snapshot)
+    _drop_branch(repo, outcome.branch)
+    return done
+
+
+def replace_base(new: Outcome, old: Outcome) -> Outcome:
+    """A change written again on another base must be the same change."""
+    if new.change.record() != old.change.record():
         raise CommitError(
-            f"another run committed snapshot {now.id} ({now.message!r}) to {BRANCH!r} while "
-            "this one was writing; nothing of this run was committed: run again"
+            f"writing the change again gave another change ({new.change.summary()} instead of "
+            f"{old.change.summary()}): run again"
+        )
+    new.tag = old.tag
+    return new
+
+
+def _same_inputs_on(repo: icechunk.Repository, dataset: str, snapshot: str, tip: str):
+    """The dataset's last commit on ``tip`` if it holds the same inputs as ``snapshot``."""
+    found = last_commit(repo, dataset, tip)
+    digest = dict(repo.lookup_snapshot(snapshot).metadata or {}).get("input_digest")
+    return found[0] if found and found[1].get("input_digest") == digest else None
+
+
+def _published(repo: icechunk.Repository, snapshot: str, depth: int = 1000) -> bool:
+    """Whether ``snapshot`` is on main already (a rerun after a kill)."""
+    for n, info in enumerate(repo.ancestry(branch=BRANCH)):
+        if info.id == snapshot:
+            return True
+        if n >= depth:
+            break
+    return False
+
+
+def _refuse_if_touched(repo, dataset: str, group: str, outcome: Outcome, tip: str) -> None:
+    try:
+        diff = repo.diff(from_snapshot_id=outcome.base, to_snapshot_id=tip)
+    except icechunk.IcechunkError:
+        raise CommitError(
+            f"{dataset}: main was moved to {tip}, which does not descend from {outcome.base} "
+            f"(a rollback?); nothing was published. The validated snapshot {outcome.snapshot} "
+            f"stays on branch {outcome.branch}: run again to commit on top of main"
         ) from None
+    paths = {
+        *diff.new_groups,
+        *diff.new_arrays,
+        *diff.deleted_groups,
+        *diff.deleted_arrays,
+        *diff.updated_groups,
+        *diff.updated_arrays,
+        *diff.updated_chunks,
+    }
+    # A dataset with a repository of its own (no group) owns everything in it.
+    touched = sorted(p for p in paths if not group or f"{p}/".startswith(f"/{group}/"))
+    if not touched:
+        return
+    other = repo.lookup_snapshot(tip)
+    raise CommitError(
+        f"another run committed snapshot {tip} ({other.message!r}) to {BRANCH!r} while this "
+        f"one was writing or validating, and it changed {dataset}'s arrays ({touched[0]}); "
+        f"nothing of this run was published (its snapshot {outcome.snapshot} stays on branch "
+        f"{outcome.branch}): run again to commit on top of it"
+    )
 
 
-def _clear_work_branches(repo: icechunk.Repository, dataset: str) -> None:
-    """Work branches a killed run left behind hold only parts nobody will publish."""
-    for branch in repo.list_branches():
-        if branch.startswith(f"nc2ice-{dataset}-"):
-            repo.delete_branch(branch)
+def _drop_branch(repo: icechunk.Repository, branch: str | None) -> None:
+    if branch and branch in repo.list_branches():
+        repo.delete_branch(branch)
 
 
-def _tag(repo: icechunk.Repository, dataset: str, snapshot: str, digest: str) -> str:
-    tag = f"{dataset}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{digest[:8]}"
+def _tag(repo: icechunk.Repository, tag: str | None, snapshot: str) -> str | None:
+    if tag is None:
+        return None
+    if tag in repo.list_tags():
+        if repo.lookup_tag(tag) == snapshot:  # a rerun after a kill made it already
+            return tag
+        tag = f"{tag}-{uuid.uuid4().hex[:4]}"
     repo.create_tag(tag, snapshot)
     return tag
 
 
+# -- a local store takes one writer at a time ----------------------------------------------------
+
+
 @contextlib.contextmanager
-def _local_lock(store_url: str) -> Iterator[None]:
-    """Icechunk's local storage is not safe for two commits at once: refuse the second."""
+def store_lock(store_url: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Icechunk's local storage is not safe for two commits at once: the second waits.
+    The lock is a file inside the repository's folder (nothing is written beside it)."""
     if not store_url.startswith("file://"):
         yield
         return
-    path = local_path(store_url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = Path(f"{path}.lock")
-    with lock.open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CommitError(
-                f"{store_url}: another run is committing to this store now, and a store on a "
-                "local filesystem is not safe for two commits at once: wait for it to finish, "
-                "or keep the store on S3, where concurrent commits are safe"
-            ) from None
-        except OSError:  # a filesystem without locks (some Lustre mounts): go on
-            pass
+    lock = local_path(store_url) / LOCK_FILE
+    with lock.open("a") as handle:
+        deadline, said = time.monotonic() + wait_s, False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise CommitError(
+                        f"{store_url}: another run has been writing to this store for over "
+                        f"{wait_s / 60:.0f} minutes; a store on a local filesystem takes one "
+                        "writer at a time: run again later, or keep the store on S3"
+                    ) from None
+                if not said:
+                    log.info("%s: another run is writing to this store; waiting for it", store_url)
+                    said = True
+                time.sleep(0.5)
+            except OSError:  # a filesystem without locks (some Lustre mounts): go on
+                break
         yield
 
 

@@ -37,9 +37,52 @@ def with_user_datasets(config: dict[str, Any], user_configfiles: list[str]) -> d
     return config
 
 
+def with_cluster_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """The profile's ``cluster_defaults`` under the user's ``cluster``: what the user sets wins.
+
+    A profile's ``config:`` is applied like ``--config``, which beats every ``--configfile``;
+    so a profile that set ``cluster`` itself would override the user's project and queues.
+    """
+    defaults = config.get("cluster_defaults") or {}
+    if not defaults:
+        return config
+    config = copy.deepcopy(config)
+    config["cluster"] = _merged(defaults, config.get("cluster") or {})
+    return config
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = _merged(merged[key], value)
+        merged[key] = value
+    return merged
+
+
+def load(
+    config: dict[str, Any], user_configfiles: list[str], schema: str | Path
+) -> tuple[dict[str, Any], list[str]]:
+    """The config as the workflow uses it, in the main process and in every job alike: the
+    user's datasets, the profile's cluster defaults under the user's settings, validated and
+    its paths expanded.  Also the environment variables those paths used: the main process
+    passes their values on to its jobs, so that a job expands them to the same paths."""
+    config = with_cluster_defaults(with_user_datasets(config, user_configfiles))
+    return config, _validated(config, schema)
+
+
 def validate(config: dict[str, Any], schema: str | Path) -> dict[str, Any]:
-    """Validate against the schema, fill its defaults, and check what a schema cannot."""
+    """Validate against the schema, fill its defaults, expand the paths' ``$VAR`` and ``~``,
+    and check what a schema cannot."""
+    _validated(config, schema)
+    return config
+
+
+def _validated(config: dict[str, Any], schema: str | Path) -> list[str]:
+    """Check and complete ``config`` in place; the environment variables its paths use."""
     from snakemake.utils import validate as snakemake_validate
+
+    from nc2ice.cluster import check_settings
 
     try:
         snakemake_validate(config, str(schema), set_default=True)
@@ -52,7 +95,70 @@ def validate(config: dict[str, Any], schema: str | Path) -> dict[str, Any]:
             raise ConfigError(f"datasets.{name}: give 'sources' or 'sources_file'")
     if not config["datasets"]:
         raise ConfigError("datasets: no dataset is configured")
-    return config
+    variables = expand_paths(config)
+    check_settings(config["cluster"], variables)
+    return variables
+
+
+# $$ (a dollar sign), ${NAME} or $NAME; a $ before anything else stays as it is.
+_VARIABLE = re.compile(r"\$(?:(\$)|\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def expand_paths(config: dict[str, Any]) -> list[str]:
+    """Expand ``$VAR``, ``${VAR}`` and a leading ``~`` in every setting that names a file or
+    a URL (the store, the sources, THREDDS catalogs, the sources file), in place; the names
+    of the environment variables used.  The lines of a sources file are taken as written."""
+    used: set[str] = set()
+    store = config.get("store") or {}
+    for key in ("root", "repository"):
+        if isinstance(store.get(key), str):
+            store[key] = expand_path(store[key], f"store.{key}", used)
+    for name, dataset in config["datasets"].items():
+        sources = dataset.get("sources") or []
+        for i, entry in enumerate(sources):
+            key = f"datasets.{name}.sources.{i}"
+            if isinstance(entry, str):
+                sources[i] = expand_path(entry, key, used)
+            elif isinstance(entry, dict) and isinstance(entry.get("thredds"), str):
+                entry["thredds"] = expand_path(entry["thredds"], f"{key}.thredds", used)
+        if isinstance(dataset.get("sources_file"), str):
+            key = f"datasets.{name}.sources_file"
+            dataset["sources_file"] = expand_path(dataset["sources_file"], key, used)
+    return sorted(used)
+
+
+def expand_path(value: str, key: str, used: set[str]) -> str:
+    """``value`` with a leading ``~`` or ``~user`` and every ``$NAME`` or ``${NAME}`` replaced
+    (``$$`` is a ``$``); a variable that is not set, or empty, is refused naming ``key``.
+    The names of the variables used are added to ``used``."""
+    home, rest = "", value
+    if value.startswith("~"):
+        head, slash, tail = value.partition("/")
+        home = os.path.expanduser(head)
+        if home.startswith("~"):
+            raise ConfigError(f"{key}: {value}: there is no user {head[1:]!r} for {head}")
+        if head == "~" and os.environ.get("HOME"):
+            used.add("HOME")
+        rest = slash + tail
+
+    def variable(match: re.Match[str]) -> str:
+        if match.group(1):
+            return "$"
+        name = match.group(2) if match.group(2) is not None else match.group(3)
+        if not _NAME.match(name):
+            raise ConfigError(
+                f"{key}: {value}: '{match.group(0)}' is not a variable (write $$ for a $)"
+            )
+        found = os.environ.get(name)
+        if not found:
+            raise ConfigError(
+                f"{key}: ${name} is not set (in {value}): set it, or write $$ for a $"
+            )
+        used.add(name)
+        return found
+
+    return home + _VARIABLE.sub(variable, rest)
 
 
 def _config_message(exc: Exception) -> str:
@@ -105,13 +211,36 @@ def mark_asked(datasets: list[str], now: bool) -> None:
             os.utime(path, (0, 0))
 
 
-# Settings that change how a run is checked, not what the store holds.
-VALIDATION_ONLY = ("sample_chunks",)
+# Settings that change how files are found, scanned or checked, or whether a commit is
+# allowed, but not what the store holds: changing one never rewrites a dataset (what they
+# change shows in the manifests' digests and the files' order, which the commit compares).
+NOT_CONTENT = (
+    "sources",
+    "sources_file",
+    "demo",
+    "on_error",
+    "on_vanished",
+    "batch_size",
+    "head_bytes",
+    "inline_threshold",
+    "sample_chunks",
+    "on_chunk_mismatch",
+    "max_materialized_fraction",
+)
+
+
+# Of those, what the commit checks (a changed limit reruns the check, without a rewrite).
+POLICY = ("on_chunk_mismatch", "max_materialized_fraction")
 
 
 def store_settings(dataset: dict[str, Any]) -> dict[str, Any]:
     """The part of a dataset's config that decides the store's content (its commit)."""
-    return {k: v for k, v in dataset.items() if k not in VALIDATION_ONLY}
+    return {k: v for k, v in dataset.items() if k not in NOT_CONTENT}
+
+
+def commit_settings(dataset: dict[str, Any]) -> dict[str, Any]:
+    """The settings a commit job depends on: the content's, and the limits it checks."""
+    return {**store_settings(dataset), **{k: dataset[k] for k in POLICY if k in dataset}}
 
 
 def store_location(config: dict[str, Any], name: str) -> tuple[str, str]:

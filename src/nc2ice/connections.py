@@ -8,6 +8,7 @@ share of every server its dataset reads from and opens no more than that share a
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -52,3 +53,15 @@ class Budget:
     def connections(self, dataset: str) -> int:
         """How many connections a job of the dataset may open at once to each server."""
         return min(self.per_job, self.limit)
+
+
+def store_resource(config: dict[str, Any], dataset: str) -> str | None:
+    """The resource a job holds while it writes the dataset's store, where the store is a
+    local folder (Icechunk's local storage takes one writer at a time): datasets sharing a
+    repository then take turns within a run instead of waiting on its lock."""
+    from nc2ice.config import store_location
+
+    store, _ = store_location(config, dataset)
+    if not store.startswith("file://"):
+        return None
+    return "store_" + hashlib.sha1(store.encode()).hexdigest()[:10]

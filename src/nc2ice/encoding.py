@@ -10,9 +10,11 @@ are refused with a message that lists the files and the values that differ.
 from __future__ import annotations
 
 import copy
+import functools
+import math
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import cftime
@@ -25,6 +27,20 @@ ENCODING_ATTRS = ("units", "calendar", "scale_factor", "add_offset", "_FillValue
 TIME_UNITS = re.compile(r"^\s*\w+\s+since\s+", re.IGNORECASE)
 MAX_LOAD_BYTES = 64 << 20
 _CALENDAR_ALIASES = {"gregorian": "standard", "": "standard"}
+# Attributes that change what a number means, besides the packing (decoded above) and the
+# time encoding (re-encoded): files that differ in one of them are not concatenated blindly.
+MEANING_ATTRS = (
+    "units",
+    "calendar",
+    "standard_name",
+    "positive",
+    "valid_min",
+    "valid_max",
+    "valid_range",
+    "flag_values",
+    "flag_masks",
+    "flag_meanings",
+)
 
 
 def is_time_like(var: Variable) -> bool:
@@ -37,9 +53,10 @@ def calendar(var: Variable) -> str:
 
 
 def encoding_key(var: Variable) -> tuple:
-    return (var.np_dtype.newbyteorder("=").str,) + tuple(
-        repr(var.attrs.get(k)) for k in ENCODING_ATTRS
-    )
+    """What must agree for files' raw numbers to mean the same: type, packing, fill, and for
+    times their units and calendar (other units are compared as units: ``meaning_differences``)."""
+    keys = ENCODING_ATTRS if is_time_like(var) else ENCODING_ATTRS[2:]
+    return (var.np_dtype.newbyteorder("=").str,) + tuple(repr(var.attrs.get(k)) for k in keys)
 
 
 def reader_dtypes(source: Variable, stored: Variable) -> dict[str, str]:
@@ -76,6 +93,94 @@ def _decoded_dtype(dtype: np.dtype, attrs: dict[str, Any], types: dict[str, str]
         if key in attrs
     }
     return np.dtype(_choose_float_dtype(dtype, typed)).name
+
+
+@functools.cache
+def _unit(text: str) -> Any:
+    """A UDUNITS unit, or None where the text is not one."""
+    from cf_units import Unit
+
+    try:
+        return Unit(text)
+    except ValueError:
+        return None
+
+
+def same_units(a: Any, b: Any) -> bool:
+    """Whether two units attributes name one unit (``K`` and ``kelvin``, ``m s-1`` and
+    ``m/s``), compared as units where UDUNITS reads both, as text otherwise."""
+    if a is None or b is None:
+        return a is b
+    if a == b:
+        return True
+    ua, ub = _unit(str(a).strip()), _unit(str(b).strip())
+    if ua is not None and ub is not None:
+        return ua == ub
+    return " ".join(str(a).split()) == " ".join(str(b).split())
+
+
+def convertible(a: Any, b: Any) -> bool:
+    """Whether values in units ``a`` can be expressed in units ``b``."""
+    ua, ub = _unit(str(a).strip()), _unit(str(b).strip())
+    if ua is None or ub is None or ua.is_time_reference():
+        return False
+    return bool(ua.is_convertible(ub))
+
+
+def convert_units(values: np.ndarray, source: str, target: str) -> np.ndarray:
+    """Values in ``source`` units expressed in ``target`` units, keeping their float type
+    (validation converts its direct reads with this same function)."""
+    out = _unit(str(source).strip()).convert(np.asarray(values), _unit(str(target).strip()))
+    return np.asarray(out).astype(np.asarray(values).dtype, copy=False)
+
+
+def meaning_differences(
+    versions: list[tuple[str, Variable]], accepted: Iterable[str] = ()
+) -> dict[str, dict[str, list[str]]]:
+    """Per attribute that changes what the numbers mean and differs between files: each
+    value (as text) and the files that have it.  Time units and calendars are left out (they
+    are re-encoded), and so are the attributes the config accepts as different."""
+    skip = set(accepted) | ({"units", "calendar"} if is_time_like(versions[0][1]) else set())
+    if not is_time_like(versions[0][1]):
+        skip.add("calendar")  # says nothing about numbers that are not times
+    found: dict[str, dict[str, list[str]]] = {}
+    for key in MEANING_ATTRS:
+        if key in skip:
+            continue
+        groups: dict[str, list[str]] = {}
+        kept: list[Any] = []  # one value of each group, to compare the next with
+        for file_id, var in versions:
+            value = var.attrs.get(key)
+            same = next((k for k in kept if _same_meaning(key, k, value)), _UNSEEN)
+            if same is _UNSEEN:
+                kept.append(value)
+                same = value
+            groups.setdefault(repr(same), []).append(file_id)
+        if len(groups) > 1:
+            found[key] = groups
+    return found
+
+
+_UNSEEN = object()
+
+
+def _same_meaning(key: str, a: Any, b: Any) -> bool:
+    if key == "units":
+        return same_units(a, b)
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def describe_differences(path: str, found: dict[str, dict[str, list[str]]]) -> str:
+    lines = []
+    for key, groups in found.items():
+        shown = "; ".join(
+            f"{value} in {len(f)} file(s) ({', '.join(f[:3])}{', ...' if len(f) > 3 else ''})"
+            for value, f in groups.items()
+        )
+        lines.append(f"  {key}: {shown}")
+    return f"{path!r} means different things in different files:\n" + "\n".join(lines)
 
 
 def inherit_bounds_units(manifest: Manifest) -> None:
@@ -119,7 +224,11 @@ def harmonise(
     versions: list[tuple[str, Variable]],
     notes: list[str],
     reader: Callable[[Variable], np.ndarray] | None,
+    units: str | None = None,
 ) -> list[tuple[str, Variable]]:
+    """Load the files' values and give them one encoding: times re-encoded to the first
+    file's units, anything else decoded as netCDF readers decode it (and, with ``units``,
+    converted to those units)."""
     versions = [(fid, copy.copy(var)) for fid, var in versions]
     if not all(var.loaded for _, var in versions):
         total = sum(var.nbytes for _, var in versions)
@@ -129,6 +238,13 @@ def harmonise(
             if not var.loaded:
                 var.data = reader(var)
     if is_time_like(versions[0][1]):
+        if not all(is_time_like(var) for _, var in versions):
+            odd = next(fid for fid, var in versions if not is_time_like(var))
+            raise CombineError(
+                f"{path!r} holds times in {versions[0][0]} "
+                f"({versions[0][1].attrs.get('units')!r}) but not in {odd} "
+                f"({dict(versions)[odd].attrs.get('units')!r})"
+            )
         out = _reencode_times(path, versions)
         notes.append(
             f"{path!r}: time units or calendar differ between files; re-encoded to "
@@ -136,10 +252,16 @@ def harmonise(
         )
         return out
     dtype = np.result_type(*(_netcdf_decoded_dtype(var) for _, var in versions))
-    notes.append(
-        f"{path!r}: packing or fill values differ between files; stored decoded as {dtype.name}"
-    )
-    return [(fid, _decoded(var, dtype)) for fid, var in versions]
+    if units is not None:
+        dtype = np.result_type(dtype, np.float32)  # a conversion gives fractions
+    out = [(fid, _decoded(var, dtype, units)) for fid, var in versions]
+    if units is not None:
+        notes.append(f"{path!r}: units differ between files; converted to {units!r}, as {dtype}")
+    else:
+        notes.append(
+            f"{path!r}: packing or fill values differ between files; stored decoded as {dtype.name}"
+        )
+    return out
 
 
 def _differences(path: str, versions: list[tuple[str, Variable]]) -> str:
@@ -159,32 +281,69 @@ def _differences(path: str, versions: list[tuple[str, Variable]]) -> str:
 
 
 def _reencode_times(path: str, versions):
-
     ref = versions[0][1]
     units, cal = ref.attrs["units"], calendar(ref)
-    decoded, integral = [], ref.np_dtype.kind in "iu"
+    dates, numbers = [], []
     for fid, var in versions:
-        dates = cftime.num2date(
+        if not np.size(var.data):  # a file with no steps has no times to re-encode
+            dates.append(np.array([], dtype=object).reshape(np.shape(var.data)))
+            numbers.append(np.zeros(np.shape(var.data), dtype="f8"))
+            continue
+        found = cftime.num2date(
             var.data, var.attrs["units"], calendar(var), only_use_cftime_datetimes=True
         )
         if calendar(var) != cal:
-            dates = _same_dates_in(
-                dates,
+            found = _same_dates_in(
+                found,
                 cal,
                 f"{path!r}: calendar {calendar(var)!r} in {fid} but {cal!r} in {versions[0][0]}",
             )
-        numbers = np.asarray(cftime.date2num(dates, units, cal), dtype="f8")
-        integral = integral and bool(np.all(numbers == np.round(numbers)))
-        decoded.append(numbers)
-    dtype = ref.np_dtype.newbyteorder("<") if integral else np.dtype("<f8")
+        dates.append(found)
+        numbers.append(np.asarray(cftime.date2num(found, units, cal), dtype="f8"))
+    dtype = _exact_type(path, versions, dates, numbers, units, cal)
     out = []
-    for (fid, var), numbers in zip(versions, decoded, strict=True):
-        var.data = numbers.astype(dtype)
+    for (fid, var), values in zip(versions, numbers, strict=True):
+        var.data = values.astype(dtype)
         var.dtype = dtype.str
         var.refs, var.virtual = var.no_refs(), False  # the stored numbers differ now
         var.attrs = {**var.attrs, "units": units, "calendar": ref.attrs.get("calendar", cal)}
         out.append((fid, var))
     return out
+
+
+def _exact_type(path, versions, dates, numbers, units: str, cal: str) -> np.dtype:
+    """The first file's type if every re-encoded time fits it exactly, else float64; a time
+    that even float64 cannot give back exactly is refused, naming its file."""
+    ref = versions[0][1].np_dtype.newbyteorder("<")
+    for dtype in dict.fromkeys((ref, np.dtype("<f8"))):
+        if all(_fits(values, dtype) for values in numbers):
+            break
+    for (fid, _), found, values in zip(versions, dates, numbers, strict=True):
+        if not values.size:
+            continue
+        back = cftime.num2date(values.astype(dtype), units, cal, only_use_cftime_datetimes=True)
+        wrong = np.nonzero(np.ravel(back) != np.ravel(found))[0]
+        if wrong.size:
+            i = int(wrong[0])
+            raise CombineError(
+                f"{path!r}: the times of {fid} cannot be re-encoded to {units!r} exactly "
+                f"({np.ravel(found)[i]} would read as {np.ravel(back)[i]}); they differ in "
+                f"encoding from {versions[0][0]}, the first file"
+            )
+    return dtype
+
+
+def _fits(values: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether ``values`` (float64) convert to ``dtype`` without overflow or rounding."""
+    if not values.size:
+        return True
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        finite = np.isfinite(values).all()
+        if not finite or values.min() < info.min or values.max() > info.max:
+            return False
+    with np.errstate(all="ignore"):
+        return bool(np.array_equal(values.astype(dtype).astype("f8"), values, equal_nan=True))
 
 
 def _same_dates_in(dates: np.ndarray, cal: str, problem: str) -> np.ndarray:
@@ -210,9 +369,10 @@ def _netcdf_decoded_dtype(var: Variable) -> np.dtype:
     return np.dtype("f4" if var.np_dtype.itemsize <= 2 else "f8")
 
 
-def _decoded(var: Variable, dtype: np.dtype) -> Variable:
+def _decoded(var: Variable, dtype: np.dtype, units: str | None = None) -> Variable:
     """The values netCDF readers give, computed as xarray computes them (in the file's own
-    decoded type, with its typed attributes), then stored as ``dtype``."""
+    decoded type, with its typed attributes), then stored as ``dtype`` (and, with ``units``,
+    converted to those)."""
     own = _netcdf_decoded_dtype(var)
     raw = np.asarray(var.data)
     values = raw.astype(own)
@@ -224,7 +384,12 @@ def _decoded(var: Variable, dtype: np.dtype) -> Variable:
             factor = np.dtype(var.attr_types.get(key, own)).type(var.attrs[key])
             values = apply(values, factor, dtype=own)
     attrs = {k: v for k, v in var.attrs.items() if k not in ENCODING_ATTRS[2:]}
-    var.data, var.dtype = values.astype(dtype), dtype.newbyteorder("<").str
+    values = values.astype(dtype)
+    if units is not None and "units" in var.attrs and not same_units(var.attrs["units"], units):
+        values = convert_units(values, var.attrs["units"], units)
+    if units is not None:
+        attrs["units"] = units
+    var.data, var.dtype = values, dtype.newbyteorder("<").str
     var.attrs = {**attrs, "_FillValue": float("nan")} if dtype.kind == "f" else attrs
     var.attr_types = {k: t for k, t in var.attr_types.items() if k in attrs}
     var.filters = var.compressor = None

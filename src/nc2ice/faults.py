@@ -2,7 +2,8 @@
 
 With ``NC2ICE_PAUSE_AT=<point>`` a run that reaches the point touches the file named by
 ``NC2ICE_PAUSE_MARKER`` and sleeps ``NC2ICE_PAUSE_SECONDS`` (default: an hour) before it
-goes on.  Nothing happens without the variable.
+goes on, or until the file named by ``NC2ICE_PAUSE_UNTIL`` exists.  Nothing happens without
+the variable.
 """
 
 from __future__ import annotations
@@ -18,4 +19,7 @@ def pause(point: str) -> None:
     marker = os.environ.get("NC2ICE_PAUSE_MARKER")
     if marker:
         Path(marker).touch()
-    time.sleep(float(os.environ.get("NC2ICE_PAUSE_SECONDS", "3600")))
+    until = os.environ.get("NC2ICE_PAUSE_UNTIL")  # a file the test creates to let it go on
+    deadline = time.monotonic() + float(os.environ.get("NC2ICE_PAUSE_SECONDS", "3600"))
+    while time.monotonic() < deadline and not (until and Path(until).exists()):
+        time.sleep(0.1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from nc2ice import batches
 from nc2ice.access import Access, normalize_url, prefix_of
 from nc2ice.errors import AccessError
 from nc2ice.manifest import atomic_write_text
-from nc2ice.sources import Source, describe, expand, patterns, table_text
+from nc2ice.sources import Source, describe, expand, origin, patterns, table_text
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class Listing:
     new: list[Source] = field(default_factory=list)
     changed: list[Source] = field(default_factory=list)
     gone: list[Source] = field(default_factory=list)
+    retried: list[Source] = field(default_factory=list)  # skipped by their last scan
     batches_changed: list[str] = field(default_factory=list)
 
     @property
@@ -44,7 +45,9 @@ def list_dataset(
     access = Access.from_config(config)
     folder = Path(folder)
     before = batches.previous(folder)
-    listed = expand(patterns(ds), access, workers=config["http"]["max_connections"])
+    origins: dict[str, str] = {}
+    entries = patterns(ds)
+    listed = expand(entries, access, workers=config["http"]["max_connections"], origins=origins)
     known = {s.url: s.file_id for s in before}
     for url, meta in listed.items():
         if meta is None and url not in known:
@@ -56,8 +59,11 @@ def list_dataset(
         on_error=ds["on_error"],
         known_ids=known,
     )
-    scanned = batches.scanned_versions(Path(table).parent / "manifests")
-    listing = _compare(found, before, scanned, ds)
+    for source in found:
+        source.origin = origins[source.url]
+    manifests = Path(table).parent / "manifests"
+    scans = Scans(batches.scanned_versions(manifests), batches.skipped_at_scan(manifests))
+    listing = _compare(found, before, scans, ds, {origin(p) for p in entries})
     batches.assign(listing.sources, before, ds["batch_size"])
     listing.batches_changed = batches.write(listing.sources, folder, set(batches.names(folder)))
     atomic_write_text(Path(table), table_text(listing.sources))  # Snakemake removed it anyway
@@ -65,15 +71,27 @@ def list_dataset(
     return listing
 
 
+@dataclass
+class Scans:
+    """What the last scans saw: each file's version, and the files they skipped."""
+
+    versions: dict[str, tuple]
+    skipped: set[str]
+
+
 def _compare(
-    found: list[Source], before: list[Source], scanned: dict[str, tuple], ds: dict[str, Any]
+    found: list[Source],
+    before: list[Source],
+    scans: Scans,
+    ds: dict[str, Any],
+    entries: set[str],
 ) -> Listing:
-    """New, changed and gone files.  A file the config no longer names was dropped on
-    purpose; one that a glob or URL still names but that is not there any more is gone.
-    An unchanged file keeps its row as it was, so its batch's list stays the same."""
+    """New, changed and gone files.  A file whose entry (URL, glob, catalog) the config no
+    longer has was dropped on purpose; one that an entry still lists but that is not there
+    any more is gone.  An unchanged file keeps its row as it was, so its batch's list stays
+    the same; a file the last scan skipped as unreadable is tried again."""
     old = {s.url: s for s in before}
     listing = Listing(sources=[])
-    named = [_named_by(p) for p in patterns(ds)]
     for source in found:
         previous = old.get(source.url)
         if previous is not None and _not_found(source) and not previous.error:
@@ -81,14 +99,21 @@ def _compare(
             continue
         if previous is None:
             listing.new.append(source)
-        elif not source.error and source.version() != _known(previous, scanned):
+        elif not source.error and source.version() != _known(previous, scans.versions):
             listing.changed.append(source)
         elif not source.error and not previous.error:
-            source = previous
+            source = replace(previous, origin=source.origin)
+            if source.url in scans.skipped:  # a fault may have passed: try it again
+                source.tries += 1
+                listing.retried.append(source)
         listing.sources.append(source)
     listed = {s.url for s in found}
+    named = [_named_by(p) for p in entries]
     for source in before:
-        if source.url not in listed and not source.error and _named(source.url, named):
+        if source.url in listed or source.error:
+            continue
+        still = source.origin in entries if source.origin else _named(source.url, named)
+        if still:
             listing.gone.append(source)
     if listing.gone and ds["on_vanished"] == "fail":
         shown = ", ".join(s.url for s in listing.gone[:5])
@@ -96,6 +121,11 @@ def _compare(
         raise AccessError(
             f"{len(listing.gone)} file(s) listed before are gone: {shown}{more}. "
             "Set `on_vanished: drop` to leave them out of the next snapshot"
+        )
+    unreadable = [s for s in listing.sources if s.error]
+    if unreadable and ds["on_error"] == "fail":
+        raise AccessError(
+            f"{unreadable[0].url}: {unreadable[0].error} (`on_error: skip` leaves such files out)"
         )
     return listing
 
@@ -105,10 +135,11 @@ def _known(previous: Source, scanned: dict[str, tuple]) -> tuple:
     return previous.version() if any(previous.version()) else scanned.get(previous.url, ())
 
 
-def _named_by(pattern: str | dict[str, Any]) -> str:
-    """What a source entry names: a URL or glob; for a catalog, anything on its server."""
-    if isinstance(pattern, dict):
-        return prefix_of(pattern["thredds"]) + "*"
+def _named_by(pattern: str) -> str:
+    """What a source entry of an older listing (without origins) names: a URL or glob; for
+    a catalog, anything on its server."""
+    if pattern.startswith(("http://", "https://")) and pattern.endswith(".xml"):
+        return prefix_of(pattern) + "*"
     return normalize_url(pattern)
 
 
@@ -137,6 +168,8 @@ def _log(dataset: str, listing: Listing) -> None:
         log.warning("%s: %s is gone; it leaves the next snapshot", dataset, source.url)
     for source in listing.unreadable:
         log.warning("%s: %s (will be skipped)", source.url, source.error)
+    for source in listing.retried:
+        log.info("%s: %s was skipped by its last scan; it is tried again", dataset, source.url)
     if listing.batches_changed:
         log.info(
             "%s: %d batch(es) to scan: %s",

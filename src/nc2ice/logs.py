@@ -30,12 +30,20 @@ def quiet_libraries() -> None:
     logging.getLogger("hdf5plugin").setLevel(logging.WARNING)  # "filter already loaded"
 
 
+class _LogFile(logging.FileHandler):
+    """A log file that gives up quietly when it cannot be written (a full disk): the same
+    lines go to stderr, where the run's one-line error still reaches the user."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        return None
+
+
 def setup_logging(logfile: str | None) -> None:
     quiet_libraries()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if logfile:
         Path(logfile).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(logfile, mode="w"))
+        handlers.append(_LogFile(logfile, mode="w"))
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",

@@ -59,8 +59,11 @@ class Variable:
 
     @property
     def fill(self) -> Any:
-        """The raw value of a missing chunk's elements."""
-        value = self.attrs.get("_FillValue", self.storage_fill)
+        """The raw value of a missing chunk's elements: HDF5's fill value where the scan found
+        it differs from _FillValue (or there is none), else _FillValue."""
+        value = self.storage_fill
+        if value is None:
+            value = self.attrs.get("_FillValue")
         return 0 if value is None else value
 
     @property
@@ -266,6 +269,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 whatever the umask
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write names no file: say which one
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -381,9 +389,13 @@ def _read_variable(key: str, refs: dict[str, Any]) -> Variable:
 
 
 def _decode_fill(value: Any, dtype: np.dtype) -> Any:
-    if isinstance(value, str) and dtype.kind in "fc":
-        return float(value)
+    """A fill value from its JSON form: non-finite floats were written as words."""
+    if isinstance(value, str) and dtype.kind in "fc" and value in _NONFINITE:
+        return _NONFINITE[value]
     return value
+
+
+_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def _decode_inline(value: str, var: Variable) -> np.ndarray:

@@ -5,6 +5,13 @@ in files written step by step, chunk indexes further on.  The first request fetc
 head (``head_bytes``) and tells the exact size, ETag and Last-Modified of the object (no
 HEAD request); later reads that miss fetch one block around the offset.  Requests and bytes
 are counted, so the scan log can say what a file cost.
+
+Every read after the first is tied to the version the first response named (a conditional
+request: If-Match on a strong ETag, else If-Unmodified-Since; and the response's version is
+checked), or from the start to a version given (``version``: what the scan recorded, for the
+commit's and the validation's reads).  A file replaced meanwhile is refused in one line,
+"changed while it was read", never parsed as a mix of two versions.  A local file's size and
+time are checked before the first read and after every read.
 """
 
 from __future__ import annotations
@@ -15,7 +22,14 @@ from typing import Any
 
 import obstore
 
-from nc2ice.access import identity, merged_spans
+from nc2ice.access import (
+    changed_error,
+    differences,
+    local_identity,
+    local_path,
+    merged_spans,
+    read_tied,
+)
 
 HEAD_BYTES = 256 << 10
 BLOCK_BYTES = 256 << 10
@@ -41,9 +55,13 @@ class SourceReader(io.RawIOBase):
         *,
         head_bytes: int = HEAD_BYTES,
         block_bytes: int = BLOCK_BYTES,
+        url: str | None = None,
+        version: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.store, self.path = store, path
+        self.url = url or path  # what errors name
+        self.pinned = dict(version) if version else None  # the version every read must see
         self.head_bytes, self.block_bytes = head_bytes, block_bytes
         self.pos = 0
         # False while a batch scan parses: a miss raises NeedBytes, and the request is made
@@ -117,21 +135,43 @@ class SourceReader(io.RawIOBase):
         size = self.length()
         start = max(self.head_bytes, size - n)
         if start < size:
-            self._add(start, bytes(obstore.get_range(self.store, self.path, start=start, end=size)))
+            self._add(start, self._get(start, size))
         return self
 
     def _fetch_head(self) -> None:
-        result = obstore.get(self.store, self.path, options={"range": (0, self.head_bytes)})
-        self.meta = identity(result.meta)
+        data = self._get(0, self.head_bytes)
         self.size = self.meta["size"]
-        self._add(0, bytes(result.bytes()))
+        self._add(0, data)
+
+    def _get(self, start: int, end: int) -> bytes:
+        """One request, tied to the version this reader reads (the first names it)."""
+        if self.url.startswith("file://"):
+            return self._get_local(start, end)
+        data, meta = read_tied(
+            self.store, self.path, start, end, self.meta or self.pinned, self.url
+        )
+        self.meta = self.meta or meta
+        return data
+
+    def _get_local(self, start: int, end: int) -> bytes:
+        if not self.meta:
+            self.meta = self._local_version(self.pinned)
+        data = bytes(obstore.get(self.store, self.path, options={"range": (start, end)}).bytes())
+        self._local_version(self.meta)
+        return data
+
+    def _local_version(self, version: dict[str, Any] | None) -> dict[str, Any]:
+        now = local_identity(local_path(self.url))
+        if version and (what := differences(version, now)):
+            raise changed_error(self.url, version, what)
+        return now
 
     def prefetch(self, ranges: list[tuple[int, int]], gap: int = 1 << 20) -> SourceReader:
         """Fetch what is not cached yet of (offset, length) ranges: ranges closer than
         ``gap`` are read by one request, one request after the other."""
         wanted = ((o, o + n) for o, n in ranges if n and self._cached(o, o + n) is None)
         for start, end in merged_spans(wanted, gap):
-            self._add(start, bytes(obstore.get_range(self.store, self.path, start=start, end=end)))
+            self._add(start, self._get(start, end))
         return self
 
     def fetch(self, start: int, end: int) -> None:
@@ -145,7 +185,7 @@ class SourceReader(io.RawIOBase):
             lo = max(lo, min(before, start))
         if i < len(self._starts):  # the cached range after: stop before it
             hi = min(hi, max(self._starts[i], end))
-        self._add(lo, bytes(obstore.get_range(self.store, self.path, start=lo, end=hi)))
+        self._add(lo, self._get(lo, hi))
 
     def _add(self, start: int, data: bytes) -> None:
         """Cache a fetched range, merged with the ranges it touches (a read may span them)."""

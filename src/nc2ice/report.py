@@ -66,6 +66,7 @@ def key_figures(commit: dict[str, Any], validation: dict[str, Any]) -> dict[str,
         "store": commit["store"],
         "snapshot": commit["snapshot"],
         "tag": commit.get("tag") or "",
+        "branch": commit.get("branch") or "",
         "action": (commit.get("change") or {}).get("summary", commit.get("action", "")),
         "files": report["files"],
         "skipped files": len(commit.get("skipped", [])),
@@ -116,13 +117,32 @@ def _summary_html(commit, validation, figures: dict[str, Any]) -> str:
     )
     sources = "".join(_row(server, n) for server, n in figures["sources"].items())
     compared = ", ".join(validation.get("variables_checked", [])) or "nothing"
+    if not commit.get("new_commit"):
+        fate = "It is the snapshot main already holds for this dataset."
+    elif validation.get("passed"):
+        fate = f"The publish step moves main to it and tags it {commit.get('tag')}."
+    else:
+        fate = (
+            f"main is not moved to it: it stays at {commit.get('base')}, and the snapshot is "
+            f"kept on branch {commit.get('branch')} for inspection."
+        )
+    said = (
+        "the store read back through Icechunk equals the source files"
+        if validation.get("passed")
+        else "the store does not read back as the source files (mismatches below)"
+    )
+    mismatches = "".join(
+        f"<li>{html.escape(m['variable'] or '')} in {html.escape(m['file'])}: "
+        f"{html.escape(m['detail'])}</li>"
+        for m in validation.get("mismatches", [])[:50]
+    )
     return _page(
         f"{figures['dataset']}: summary",
         f"<h1>{html.escape(figures['dataset'])}</h1>"
         f'<p>Validation <strong class="{verdict.lower()}" data-figure="validation">{verdict}'
-        f"</strong>: the store read back through Icechunk equals the source files "
-        f"(compared: {html.escape(compared)}).</p>"
-        f"<table>{rows}</table><h2>Files by server</h2><table>{sources}</table>",
+        f"</strong>: {said} (compared: {html.escape(compared)}). {html.escape(fate)}</p>"
+        + (f"<h2>Mismatches</h2><ul>{mismatches}</ul>" if mismatches else "")
+        + f"<table>{rows}</table><h2>Files by server</h2><table>{sources}</table>",
     )
 
 

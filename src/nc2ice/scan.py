@@ -5,12 +5,18 @@ the parsing (CPU, and h5py's global lock) runs in the calling thread on bytes al
 fetched.  A parse that needs bytes beyond those raises ``NeedBytes``; the bytes are fetched
 in a thread and the file is parsed again (parsing is cheap, waiting is not).  Local files
 are opened by path.
+
+A manifest describes one version of its file: a remote file's reads are all tied to the
+version its first response named (nc2ice.reader), and a local file's version is taken
+before it is parsed and checked after; a file that changed meanwhile fails its scan as a
+fault of the file ("changed while it was scanned"), and the next run scans it again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import queue
 import time
 from collections.abc import Callable, Generator
@@ -23,7 +29,7 @@ import obstore
 from obstore.exceptions import BaseError as ObstoreError
 
 from nc2ice import tables
-from nc2ice.access import Access, local_path, prefix_of
+from nc2ice.access import Access, canonical_url, differences, local_identity, local_path
 from nc2ice.errors import AccessError, ScanError
 from nc2ice.faults import pause
 from nc2ice.formats import Ranges, run_steps
@@ -36,7 +42,8 @@ from nc2ice.sources import Source
 log = logging.getLogger(__name__)
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-HDF5_USERBLOCK_OFFSETS = (0, 512, 1024, 2048, 4096)
+# HDF5 looks for its signature at 0, then 512, 1024, 2048, ... (a user block before it).
+HDF5_USERBLOCK_OFFSETS = (0, *(512 << k for k in range(16)))
 MAX_ROUNDS = 6  # restarts of a parse, then it fetches as it goes (a scattered layout)
 
 
@@ -68,6 +75,9 @@ class Opened:
     url: str
     path: Path | None = None
     reader: SourceReader | None = None
+    # a local file: its version, and what tells a rewrite (size, time, inode), before parsing
+    version: dict[str, Any] | None = None
+    stat: tuple[int, ...] = ()
 
     def cost(self) -> dict[str, int]:
         if self.reader is None:
@@ -78,9 +88,11 @@ class Opened:
 def open_source(url: str, access: Access, head_bytes: int) -> Opened:
     """Make a source ready to parse; for a remote one, fetch its head (one request)."""
     if url.startswith("file://"):
-        return Opened(url, path=local_path(url))
-    store = access.object_store(prefix_of(url))
-    reader = SourceReader(store, access.path_in_store(url), head_bytes=head_bytes)
+        path = local_path(url)
+        st = os.stat(path)
+        return Opened(url, path=path, version=local_identity(path, st), stat=_signature(st))
+    reader = access.reader(url, head_bytes=head_bytes)
+    store = reader.store
     try:
         reader.fetch_head()
     except Exception as exc:
@@ -130,7 +142,7 @@ def _local_netcdf3(url: str, path: Path, inline_limit: int) -> Generator[Ranges,
 def _kind(f: Any) -> str:
     head = f.read(8)
     later = {}
-    if not head.startswith(HDF5_MAGIC) and head:
+    if not head.startswith((HDF5_MAGIC, b"CDF")) and head:
         for offset in HDF5_USERBLOCK_OFFSETS[1:]:
             f.seek(offset)
             block = f.read(8)
@@ -147,12 +159,33 @@ def scan_file(
     with _as_scan_error(url, access):
         opened = open_source(url, access, head_bytes)
         manifest = run_steps(parse(opened, inline_limit))
-        manifest.identity = _identity(opened, access)
+        manifest.identity = scanned_version(opened)
     return manifest
 
 
-def _identity(opened: Opened, access: Access) -> dict[str, Any]:
-    return dict(opened.reader.meta) if opened.reader else access.head(opened.url)
+def scanned_version(opened: Opened) -> dict[str, Any]:
+    """The version of the file the parse read: a remote file's reads were all tied to the
+    one its first response named; a local file must be as it was before the parse."""
+    if opened.reader is not None:
+        return dict(opened.reader.meta)
+    assert opened.path is not None and opened.version is not None
+    try:
+        st = os.stat(opened.path)
+        now, stat = local_identity(opened.path, st), _signature(st)
+    except FileNotFoundError:
+        now, stat = {}, ()
+    if stat != opened.stat:
+        what = differences(opened.version, now) if now else "it was removed"
+        raise ScanError(
+            f"{opened.url}: changed while it was scanned ({what or 'replaced'}); "
+            "a rerun scans it again"
+        )
+    return dict(opened.version)
+
+
+def _signature(st: os.stat_result) -> tuple[int, ...]:
+    """What changes when a local file is rewritten or replaced (a rename gives a new inode)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class _as_scan_error:  # noqa: N801 - used as a context manager
@@ -248,6 +281,8 @@ def _reusable(source: Source, path: Path, settings: dict[str, Any]) -> Scanned |
     meta = read_manifest_meta(raw)
     if meta.get("scan", {}).get("settings") != settings:
         return None
+    if meta.get("source", source.url) != source.url:  # an older version's unencoded path
+        return None
     if not same_version(source, meta.get("identity", {})):
         return None
     stats = meta["scan"]
@@ -341,8 +376,15 @@ def _scan_all(todo, folder, access, settings, connections, head_bytes, on_error,
                 results[source.file_id] = _skipped(source, reason, on_error)
                 continue
             steps.pop(source.file_id)
+            pause("scan:parsed")
+            try:
+                identity = scanned_version(opened)
+            except ScanError as exc:
+                reason = str(exc).removeprefix(f"{source.url}: ")
+                results[source.file_id] = _skipped(source, reason, on_error)
+                continue
             seconds = time.perf_counter() - started[source.file_id]
-            row = _write(manifest, opened, source, folder, settings, seconds, access)
+            row = _write(manifest, identity, opened, source, folder, settings, seconds)
             results[source.file_id] = row
             pause("scan:manifest")
             if progress:
@@ -370,8 +412,7 @@ def _refetch(opened: Opened, need: NeedBytes) -> Opened:
     return opened
 
 
-def _write(manifest, opened, source, folder: Path, settings, seconds, access) -> Scanned:
-    identity = _identity(opened, access)
+def _write(manifest, identity, opened, source, folder: Path, settings, seconds) -> Scanned:
     cost = opened.cost()
     manifest.identity = identity
     manifest.scan = {
@@ -403,4 +444,17 @@ def write_index(rows: list[Scanned], path: str | Path) -> None:
 
 
 def read_index(path: str | Path) -> list[Scanned]:
-    return tables.read(path, Scanned)
+    rows = tables.read(path, Scanned)
+    for row in rows:  # older versions wrote local paths unencoded
+        row.url = canonical_url(row.url)
+    return rows
+
+
+def scanned_versions(rows: list[Scanned]) -> dict[str, dict[str, Any]]:
+    """The version each scanned file had, by URL: what the commit's and the validation's
+    reads of the sources must see (``Access.pinned``)."""
+    return {
+        row.url: {"size": row.size, "etag": row.etag, "last_modified": row.last_modified}
+        for row in rows
+        if not row.skipped
+    }

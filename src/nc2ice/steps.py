@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nc2ice.access import Access
-from nc2ice.errors import Nc2IceError
+from nc2ice.errors import Nc2IceError, out_of_space
 from nc2ice.logs import Progress, setup_logging
 
 # Each step imports what it needs when it runs: a scan job then starts without the
@@ -36,9 +36,13 @@ def run(snakemake: Any, step: str) -> None:
     except Nc2IceError as exc:
         log.error("%s", exc)
         sys.exit(1)
-    except Exception:
-        log.exception("%s failed unexpectedly", step)
-        raise
+    except Exception as exc:
+        full = out_of_space(exc)
+        if full is None:
+            log.exception("%s failed unexpectedly", step)
+            raise
+        log.error("%s failed: %s", step, full)
+        sys.exit(1)
 
 
 def scan(
@@ -98,6 +102,8 @@ def _mean(rows: list[Any], name: str) -> float:
 def validate_step(
     config: dict[str, Any], dataset: str, commit_json: str, out: str, connections: int
 ) -> None:
+    """The verdict goes to ``out`` either way (the report shows it, and publishing moves
+    ``main`` only if it passed); a failed one also to ``validation.failed.json``."""
     import zarr
 
     from nc2ice.aggregate import write_json
@@ -109,11 +115,12 @@ def validate_step(
     zarr.config.set({"async.concurrency": max(1, connections)})
     access = Access.from_config(config)
     result = validate(commit_doc, access, sample_chunks=ds["sample_chunks"], workers=connections)
-    # Snakemake deletes the outputs of a failed job, so a failed report also goes beside it.
     failed = Path(out).with_suffix(".failed.json")
-    write_json(failed if not result.passed else out, result.to_dict())
+    write_json(out, result.to_dict())
     if result.passed:
         failed.unlink(missing_ok=True)
+    else:
+        write_json(failed, result.to_dict())
     log.info(
         "%s: validation %s: %d variables, %d chunks, %d values compared, %d mismatches",
         dataset,
@@ -126,8 +133,14 @@ def validate_step(
     if not result.passed:
         for m in result.mismatches[:20]:
             log.error("mismatch: %s in %s: %s", m["variable"], m["file"], m["detail"])
-        log.error("%s: the store does not read back as the sources; see %s", dataset, failed)
-        sys.exit(1)
+        log.error(
+            "%s: the snapshot %s does not read back as the sources (see %s); main is not moved "
+            "to it, and it stays on branch %s",
+            dataset,
+            commit_doc["snapshot"],
+            failed,
+            commit_doc.get("branch"),
+        )
 
 
 def _demo(smk: Any) -> None:
@@ -154,7 +167,24 @@ def _commit(smk: Any) -> None:
     from nc2ice.aggregate import aggregate
 
     dataset = smk.wildcards.dataset
-    aggregate(smk.config, dataset, list(smk.input), smk.output.record, smk.output.skipped)
+    indexes = list(smk.input.indexes)
+    aggregate(
+        smk.config, dataset, indexes, smk.output.record, smk.output.skipped, smk.input.sources
+    )
+
+
+def _publish(smk: Any) -> None:
+    from nc2ice.aggregate import publish_dataset
+
+    publish_dataset(
+        smk.config,
+        smk.wildcards.dataset,
+        smk.input.commit,
+        smk.input.validation,
+        list(smk.input.indexes),
+        smk.input.sources,
+        smk.output[0],
+    )
 
 
 def _report(smk: Any) -> None:
@@ -182,6 +212,7 @@ STEPS = {
         smk.config, smk.wildcards.dataset, smk.input[0], smk.output[0], _connections(smk)
     ),
     "commit": _commit,
+    "publish": _publish,
     "report": _report,
     "validate": lambda smk: validate_step(
         smk.config,

@@ -23,7 +23,7 @@ from urllib.parse import urljoin
 
 import obstore
 
-from nc2ice.access import Access, prefix_of, referenceable_url
+from nc2ice.access import Access, normalize_url, referenceable_url
 from nc2ice.errors import AccessError
 from nc2ice.logs import Progress
 
@@ -53,7 +53,7 @@ def crawl(
 ) -> Found:
     """The files of ``catalog`` and the catalogs it refers to, ``depth`` levels down."""
     found = Found()
-    level = [catalog]
+    level = [normalize_url(catalog)]  # refuses a URL with a password, before any request
     seen = set(level)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for down in range(depth + 1):
@@ -75,9 +75,8 @@ def crawl(
 
 
 def _fetch(url: str, access: Access) -> ET.Element:
-    store = access.object_store(prefix_of(url))
     try:
-        body = bytes(obstore.get(store, access.path_in_store(url)).bytes())
+        body = bytes(obstore.get(access.store_for(url), access.path_in_store(url)).bytes())
     except Exception as exc:
         raise access.error(url, exc, "cannot read the THREDDS catalog") from None
     try:
@@ -113,7 +112,7 @@ def _services(root: ET.Element) -> dict[str, list[tuple[str, str]]]:
 def _walk(node, url, services, inherited, found: Found, refs, include, exclude) -> None:
     for child in node:
         if child.tag == f"{NS}catalogRef":
-            refs.append(urljoin(url, child.get(f"{XLINK}href", "")))
+            refs.append(normalize_url(urljoin(url, child.get(f"{XLINK}href", ""))))
         elif child.tag == f"{NS}dataset":
             service = _service_name(child, inherited)
             if service is None and len(services) == 1:  # a catalog with one service

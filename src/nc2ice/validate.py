@@ -26,10 +26,10 @@ import hdf5plugin
 import numpy as np
 import xarray as xr
 
-from nc2ice.access import Access, local_path, prefix_of
+from nc2ice.access import Access, local_path
+from nc2ice.encoding import MEANING_ATTRS, convert_units, same_units
 from nc2ice.faults import pause
 from nc2ice.logs import Progress
-from nc2ice.reader import SourceReader
 from nc2ice.reading import open_store_dataset
 
 # netCDF-C finds HDF5 filters (LZ4, Zstd, ...) through this path, as h5py does through hdf5plugin.
@@ -81,8 +81,7 @@ def open_source(
     h5py has filters (LZF) that netCDF-C lacks."""
     if url.startswith("file://") and netcdf_c:
         return _open(stack, local_path(url), "netcdf4", group, **kw)
-    store = access.object_store(prefix_of(url))
-    reader = SourceReader(store, access.path_in_store(url), head_bytes=4 << 20, block_bytes=4 << 20)
+    reader = access.reader(url, head_bytes=4 << 20, block_bytes=4 << 20)  # pinned: validate()
     if reader.read(4)[:3] != b"CDF":
         reader.seek(0)
         return _open(stack, reader, "h5netcdf", group, phony_dims="sort", **kw)
@@ -105,6 +104,8 @@ def validate(
         dataset=commit["dataset"], store=commit["store"], snapshot=commit["snapshot"]
     )
     result.skipped_files = commit.get("skipped", [])
+    # reads of the sources see the versions the scan recorded, or fail ("changed while...")
+    access = access.pinned({f["url"]: f["version"] for f in commit["files"] if f.get("version")})
     report = commit.get("report", {})
     result.not_in_store = report.get("dropped_variables", {})
     result.what_commit_did = {
@@ -123,6 +124,10 @@ def validate(
         )
     }
     declared = report.get("dtype_differences", {})
+    meaning = Meaning(
+        converted=report.get("units_converted", {}),
+        accepted=set(report.get("accepted_differences", [])),
+    )
     pause("validate:reading")
     root = commit.get("group", "")  # the dataset's group in a repository shared by datasets
     groups = commit.get("groups", [""])
@@ -142,6 +147,7 @@ def validate(
             with ExitStack() as stack:
                 source = functools.partial(open_source, entry["url"], access, stack, group or None)
                 check = _FileCheck(result, store_ds, entry, group, commit["concat_dim"], declared)
+                check.meaning = meaning
                 check.run(source, sample_chunks, attributes=n == 0)
             progress.advance()
     result.variables_checked = sorted(set(result.variables_checked))
@@ -174,8 +180,23 @@ def changed_sources(files: list[dict[str, Any]], access: Access, workers: int) -
     return {file_id: what for file_id, what in found.items() if what}
 
 
+@dataclass
+class Meaning:
+    """What the commit did about attributes that change what values mean."""
+
+    converted: dict[str, dict[str, str]] = field(default_factory=dict)  # path -> file -> units
+    accepted: set[str] = field(default_factory=set)  # attributes the config lets differ
+
+
+def _attribute(var: xr.Variable, key: str) -> Any:
+    """An attribute as the file has it, whether xarray kept it or moved it into decoding."""
+    return var.attrs.get(key, var.encoding.get(key))
+
+
 class _FileCheck:
     """One source file against its piece of the store."""
+
+    meaning = Meaning()
 
     def __init__(self, result: Validation, store_ds, entry, group: str, concat_dim: str, declared):
         self.result, self.store_ds, self.entry = result, store_ds, entry
@@ -217,6 +238,7 @@ class _FileCheck:
             src = source.variables[name]
             if attributes:
                 self.attributes(path, svar.attrs, src.attrs)
+            self.same_meaning(path, svar, src)
             if self.concat_dim in svar.dims:
                 start, length = self.entry["start"], self.entry["length"]
                 svar = svar.isel({self.concat_dim: slice(start, start + length)})
@@ -228,6 +250,7 @@ class _FileCheck:
                 continue
             if (
                 svar.dtype != src.dtype
+                and path not in self.meaning.converted
                 and not _dates_both(svar.dtype, src.dtype)
                 and not self.dtype_declared(path, name, svar, src)
             ):
@@ -245,7 +268,31 @@ class _FileCheck:
         self.mismatch(path, f"dtype {svar.dtype} in the store, {src.dtype} in the source")
         return False
 
+    def same_meaning(self, path: str, svar: xr.Variable, src: xr.Variable) -> None:
+        """Every file's attributes that change what its numbers mean agree with the store's
+        (units compared as units), except where the commit re-encoded times, converted
+        units, or the config accepts a difference."""
+        skip = set(self.meaning.accepted)
+        if np.dtype(svar.dtype).kind in "mMO" or path in self.meaning.converted:
+            skip |= {"units", "calendar"}  # times decoded (their units may be re-encoded)
+        for key in MEANING_ATTRS:
+            if key in skip:
+                continue
+            got, want = _attribute(svar, key), _attribute(src, key)
+            same = same_units(got, want) if key == "units" else same_attribute(got, want)
+            if got is None and want is None or same:
+                continue
+            self.result.attributes_compared += 1
+            self.mismatch(path, f"{key} is {got!r} in the store but {want!r} in the source")
+
     def wanted(self, path, name, src, selection, dtype) -> np.ndarray:
+        converted = self.meaning.converted.get(path)
+        if converted:  # values of other units, converted as the commit converted them
+            values = self.values(name, selection).astype(dtype)
+            units, target = converted.get(self.entry["file_id"]), next(iter(converted.values()))
+            if units is None or same_units(units, target):
+                return values
+            return convert_units(values, units, target)
         if src.dtype == dtype or _dates_both(src.dtype, dtype):
             return self.values(name, selection)
         raw = self.raw().variables[name]  # decode the packed values in the store's type

@@ -32,7 +32,10 @@ PART_REFERENCES = 2_000_000  # a session holding more would take more than ~500 
 
 
 class Writer:
-    """A writable session on ``branch`` that commits a part when it holds enough."""
+    """A writable session on ``branch`` that commits a part when it holds enough.
+
+    A part is committed before the next block is written, never after the last one: the
+    final commit, which carries the message and metadata, always has changes to commit."""
 
     def __init__(self, repo: icechunk.Repository, branch: str, part_references: int, label: str):
         self.repo, self.branch, self.label = repo, branch, label
@@ -45,35 +48,20 @@ class Writer:
     def store(self) -> Any:
         return self.session.store
 
+    def room(self) -> None:
+        """Make room for another block: commit a part if the session holds enough."""
+        if self.pending < self.part_references:
+            return
+        self.parts.append(self.session.commit(f"{self.label}: part {len(self.parts) + 1}"))
+        log.info("%s: part %d committed to %s", self.label, len(self.parts), self.branch)
+        self.session = self.repo.writable_session(self.branch)
+        self.pending = 0
+
     def written(self, references: int) -> None:
         self.pending += references
-        if self.pending >= self.part_references:
-            self.parts.append(self.session.commit(f"{self.label}: part {len(self.parts) + 1}"))
-            log.info("%s: part %d committed to %s", self.label, len(self.parts), self.branch)
-            self.session = self.repo.writable_session(self.branch)
-            self.pending = 0
 
     def commit(self, message: str, metadata: dict[str, Any]) -> str:
-        """Commit, rebasing onto what another writer committed meanwhile where that changed
-        other nodes (another dataset of the same repository)."""
-        try:
-            return self.session.commit(
-                message, metadata=metadata, rebase_with=icechunk.ConflictDetector()
-            )
-        except icechunk.RebaseFailedError as exc:
-            tip = next(iter(self.repo.ancestry(branch=self.branch)))
-            raise CommitError(
-                f"another run committed snapshot {tip.id} ({tip.message!r}) to "
-                f"{self.branch!r} while this one was writing, and both changed the same "
-                f"arrays ({_conflicts(exc)}); nothing of this run was committed: run again "
-                "to commit on top of it"
-            ) from None
-
-
-def _conflicts(exc: Exception) -> str:
-    found = getattr(exc, "conflicts", None) or []
-    paths = sorted({str(getattr(c, "path", c)) for c in found})
-    return ", ".join(paths[:5]) or str(exc).splitlines()[0]
+        return self.session.commit(message, metadata=metadata)
 
 
 def layout(array: ArrayPlan) -> dict[str, Any]:
@@ -100,14 +88,19 @@ def create_array(root: zarr.Group, array: ArrayPlan, how: dict[str, Any]) -> zar
     dtype = how["dtype"]
     attrs = store_attrs(template.attrs)
     fill = template.attrs.get("_FillValue")
-    if fill is not None:
+    if fill is not None and dtype.kind in "biufc":
         attrs["_FillValue"] = FillValueCoder.encode(fill, dtype) if dtype.kind in "fc" else fill
+    elif fill is not None and dtype.kind in "SUOT" and "missing_value" not in attrs:
+        # xarray cannot open a Zarr array whose _FillValue attribute is text (nor a record);
+        # missing_value masks the same values for readers
+        attrs["missing_value"] = fill
+    raw_fill = template.storage_fill if template.storage_fill is not None else fill
     parent = root.require_group(template.group) if template.group else root
     return parent.create_array(
         name=template.name,
         shape=array.shape,
         chunks=array.chunks,
-        fill_value=_zarr_fill(fill if fill is not None else template.storage_fill, dtype),
+        fill_value=_zarr_fill(raw_fill, dtype),
         dimension_names=template.dims,
         attributes=attrs,
         **how,
@@ -133,6 +126,7 @@ def write_references(
             )
             for i, f, o, n in zip(index, files, offsets, lengths, strict=True)
         ]
+        writer.room()
         refused = writer.store.set_virtual_refs(path, specs, validate_containers=True)
         if refused:
             where = tuple(refused[0])
@@ -229,8 +223,13 @@ def _finite(value: Any) -> Any:
 
 
 def _zarr_fill(fill: Any, dtype: np.dtype) -> Any:
+    """A fill value as Zarr takes it for ``dtype`` (a record's from its JSON list of fields)."""
     if fill is None:
         return None
-    if dtype.kind in "SU":
+    if dtype.names:
+        return np.array(tuple(fill) if isinstance(fill, list) else fill, dtype=dtype)[()]
+    if dtype.kind == "S":
+        return fill.encode() if isinstance(fill, str) else fill
+    if dtype.kind in "UOT":
         return fill
     return np.array(fill).astype(dtype).item()

@@ -1,15 +1,21 @@
 import sys
 
 from nc2ice import config as nc2ice_config
+from nc2ice.cluster import job_environment
 from nc2ice.cluster import resources as cluster_resources
-from nc2ice.config import store_settings
-from nc2ice.connections import Budget
+from nc2ice.config import commit_settings
+from nc2ice.connections import Budget, store_resource
 from nc2ice.runlock import clear_stale_locks
 
-config = nc2ice_config.validate(
-    nc2ice_config.with_user_datasets(config, workflow.overwrite_configfiles),
+# The user's datasets and cluster settings over the demo's and the profile's, validated,
+# the paths' $VARs expanded (jobs, which parse it again, get the same values: see below).
+config, _path_variables = nc2ice_config.load(
+    config,
+    workflow.overwrite_configfiles,
     workflow.source_path("../schemas/config.schema.yaml"),
 )
+# A batch job does not inherit this process's environment: Snakemake exports these in it.
+workflow.register_envvars(*job_environment(_path_variables))
 DATASETS = list(config["datasets"])
 DEMO_ARCHIVE = "resources/demo"
 
@@ -25,6 +31,18 @@ if workflow.is_main_process:
 BUDGET = Budget(config)
 for _name, _limit in BUDGET.limits().items():
     workflow.global_resources.setdefault(_name, _limit)
+# A local store takes one writer at a time: its commits and publishes take turns.
+STORES = {d: store_resource(config, d) for d in DATASETS}
+for _name in set(STORES.values()) - {None}:
+    workflow.global_resources.setdefault(_name, 1)
+
+
+def store_turn():
+    """The resources of a job that writes the dataset's store: its local store's turn."""
+    return {
+        name: (lambda wc, name=name: int(STORES[wc.dataset] == name))
+        for name in set(STORES.values()) - {None}
+    }
 
 
 wildcard_constraints:
@@ -65,11 +83,11 @@ def batch_indexes(wildcards):
 
 
 def validations(wildcards):
-    """Every dataset's validation and report pages."""
+    """Every dataset published, after its validation and report pages."""
     for dataset in DATASETS:  # decided after this run's listings (see after_listing)
         checkpoints.list_sources.get(dataset=dataset)
     return expand(
-        ["results/{dataset}/validation.json", "results/{dataset}/report/summary.html"],
+        ["results/{dataset}/published.json", "results/{dataset}/report/summary.html"],
         dataset=DATASETS,
     )
 

@@ -33,6 +33,6 @@ rule dataset_report:
     conda:
         "../../environment.yml"
     resources:
-        **job_resources("validate"),
+        **job_resources("dataset_report"),
     script:
         "../scripts/report.py"

@@ -16,7 +16,7 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import h5py
@@ -43,6 +43,7 @@ _HIDDEN_ATTRS = {
     "_IsNetcdf4",
 }
 _PURE_DIMENSION = "This is a netCDF dimension but not a netCDF variable"
+_ZARR_KEYS = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}  # not node names
 _FILTER_NAMES = {
     4: "szip",
     5: "n-bit",
@@ -86,11 +87,24 @@ def _layout(f: h5py.File, url: str, inline_limit: int, manifest: Manifest) -> li
     tree = walk(f)
     datasets: dict[str, h5py.Dataset] = {}
     for group in tree:
-        attrs, types = attributes(group.group)
+        if _ZARR_KEYS.intersection(group.path.split("/")):
+            manifest.notes.append(f"left out group {group.path!r}: Zarr keeps its name")
+            continue
+        manifest.notes.extend(f"left out {path!r}: {why}" for path, why in group.unfollowed)
+        where = f"group {group.path!r}" if group.path else "the root group"
+        attrs, types = attributes(group.group, manifest.notes, where)
         manifest.group_attrs[group.path], manifest.group_attr_types[group.path] = attrs, types
         datasets.update(group.variables())
     dims = dimension_names(tree, f)
-    described = {p: _describe(ds, p, dims[p]) for p, ds in datasets.items()}
+    for path, ds in list(datasets.items()):
+        why = _why_not_storable(ds)
+        if why is not None:
+            manifest.notes.append(f"left out {path!r}: {why}")
+            del datasets[path]
+    shapes = netcdf_shapes(datasets, dims.scales)
+    described = {
+        p: _describe(ds, p, dims[p], shapes[p], manifest.notes) for p, ds in datasets.items()
+    }
     bounds = bounds_names(described.values())
     decode = []
     for path, ds in datasets.items():
@@ -128,6 +142,7 @@ class _Group:
     path: str
     group: h5py.Group
     datasets: list[tuple[str, h5py.Dataset, bool]]
+    unfollowed: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of links
 
     def variables(self) -> dict[str, h5py.Dataset]:
         return {
@@ -141,14 +156,21 @@ def walk(f: h5py.File) -> list[_Group]:
     """Every group, root first, then each subgroup depth first, in one pass over the file."""
     out: list[_Group] = []
 
+    home = f.id.fileno
+
     def visit(group: h5py.Group, path: str) -> None:
-        datasets, children = [], []
+        datasets, children, unfollowed = [], [], []
         for key, obj in group.items():
-            if isinstance(obj, h5py.Group):
+            if obj is None:
+                unfollowed.append((_join(path, key), "it is a link to nothing"))
+            elif obj.id.fileno != home:  # the byte offsets of another file: wrong here
+                why = "it is an external link into another file, which is not followed"
+                unfollowed.append((_join(path, key), why))
+            elif isinstance(obj, h5py.Group):
                 children.append((key, obj))
             elif isinstance(obj, h5py.Dataset):
                 datasets.append((key, obj, h5py.h5ds.is_scale(obj.id)))
-        out.append(_Group(path, group, datasets))
+        out.append(_Group(path, group, datasets, unfollowed))
         for key, child in children:
             visit(child, _join(path, key))
 
@@ -165,13 +187,17 @@ def _is_pure_dimension(ds: h5py.Dataset) -> bool:
     return isinstance(name, bytes) and name.decode(errors="replace").startswith(_PURE_DIMENSION)
 
 
-def _describe(ds: h5py.Dataset, path: str, dims: tuple[str, ...]) -> Variable:
-    attrs, types = attributes(ds)
+def _describe(
+    ds: h5py.Dataset, path: str, dims: tuple[str, ...], shape: tuple[int, ...], notes: list[str]
+) -> Variable:
+    attrs, types = attributes(ds, notes, repr(path))
+    _check_fill(attrs, ds.dtype, path, notes)
     return Variable(
         path=path,
         dims=dims,
-        shape=tuple(ds.shape),
-        chunks=tuple(ds.chunks or ds.shape),
+        shape=shape,
+        # Zarr wants chunks of at least one element: an empty dataset has a zero-length axis
+        chunks=tuple(max(1, n) for n in ds.chunks or ds.shape),
         dtype=ds.dtype.str,
         attrs=attrs,
         attr_types=types,
@@ -184,15 +210,19 @@ def _variable(
     """The variable as referenced, whether to load its values too, and why it cannot be
     referenced (None if it can)."""
     path = var.path
-    reason = _why_not_referenceable(ds)
+    reason = _why_not_referenceable(ds) or _why_not_padded(ds, var)
+    if var.shape != ds.shape and ds.dtype.kind in "biuf" and _fill_differs(ds, var):
+        var.storage_fill = ds.fillvalue.item()  # what netCDF readers pad the steps with
     if reason is None:
         var.filters, var.compressor = hdf5_codecs(ds)
-        var.refs, var.virtual = _chunk_refs(ds, url, var.chunk_grid()), True
-        var.undecodable = _undecodable(ds, var)
-        if len(var.refs) < math.prod(var.chunk_grid()) and "_FillValue" not in var.attrs:
+        var.refs, masked = _chunk_refs(ds, url, var.chunk_grid())
+        var.virtual = True
+        var.undecodable = _undecodable(ds, var) or _skipped_filters(masked, len(var.refs))
+        if len(var.refs) < math.prod(var.chunk_grid()) and _fill_differs(ds, var):
             var.storage_fill = ds.fillvalue.item()
             notes.append(
                 f"{path!r} has chunks the file never wrote; they read as {var.storage_fill!r}"
+                + _no_fill(ds)
             )
         small = should_load(var, bounds, limit)
         if var.undecodable:
@@ -208,7 +238,7 @@ def _variable(
 def _load_into(var: Variable, ds: h5py.Dataset, reason: str | None, notes: list[str]) -> bool:
     """Load a variable's values; False if they cannot be stored (left out, with a note)."""
     try:
-        var.data = _load(ds)
+        var.data = _padded(_load(ds), var)
     except TypeError as exc:  # a compound type Zarr cannot hold (vlen members, nesting)
         notes.append(f"left out {var.path!r}: {reason or 'its type'} cannot be stored ({exc})")
         return False
@@ -219,6 +249,75 @@ def _load_into(var: Variable, ds: h5py.Dataset, reason: str | None, notes: list[
     return True
 
 
+def _why_not_storable(ds: h5py.Dataset) -> str | None:
+    """Why a dataset can be neither referenced nor copied faithfully, or None."""
+    reserved = _ZARR_KEYS.intersection(ds.name.split("/"))
+    if reserved:
+        return f"its path holds {reserved.pop()!r}, a name Zarr keeps for its own metadata"
+    if ds.shape is None:
+        return "it holds no values (an HDF5 null dataspace)"
+    plist = ds.id.get_create_plist()
+    if plist.get_layout() == h5py.h5d.VIRTUAL:
+        return "its data lives in other files (an HDF5 virtual dataset), which are not followed"
+    if plist.get_external_count():
+        return "its data lives in other files (HDF5 external storage), which are not followed"
+    dtype = ds.dtype
+    if dtype.kind in "biu" or (dtype.kind == "f" and dtype.itemsize <= 8):
+        return None  # plain numbers: the usual
+    if h5py.check_ref_dtype(dtype) is not None:
+        return "its values are HDF5 object references, which mean nothing outside the file"
+    base = h5py.check_vlen_dtype(dtype)
+    if h5py.check_string_dtype(dtype) is None and base is not None:
+        return f"its type (variable-length sequences of {base}) has no Zarr equivalent"
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        return f"its elements are arrays (of {shape} {base}), which netCDF has no type for"
+    if dtype.kind == "V" and not dtype.names:
+        return f"its type (opaque, {dtype.itemsize} bytes) is not read by netCDF readers"
+    if (dtype.kind == "f" and dtype.itemsize > 8) or (dtype.kind == "c" and dtype.itemsize > 16):
+        return f"its type ({dtype.name}, extended precision) has no Zarr equivalent"
+    return None
+
+
+def _why_not_padded(ds: h5py.Dataset, var: Variable) -> str | None:
+    """Why a dataset shorter than its unlimited dimension cannot be referenced: its last
+    chunk runs past its end, where the file's bytes are not the fill value readers give."""
+    for axis, (n, stored) in enumerate(zip(ds.shape, var.shape, strict=True)):
+        if n < stored and n % var.chunks[axis]:
+            return (
+                f"it is shorter than its unlimited dimension {var.dims[axis]!r} ({n} of "
+                f"{stored}) and its last chunk runs past its end"
+            )
+    return None
+
+
+def _padded(values: np.ndarray, var: Variable) -> np.ndarray:
+    """Values of a dataset shorter than its unlimited dimension, padded as netCDF readers
+    pad them (with the fill value)."""
+    if values.shape == var.shape:
+        return values
+    fill = var.fill if values.dtype.kind not in "SUO" else ""
+    out = np.full(var.shape, fill, dtype=values.dtype)
+    out[tuple(slice(0, n) for n in values.shape)] = values
+    return out
+
+
+def _check_fill(attrs: dict[str, Any], dtype: np.dtype, path: str, notes: list[str]) -> None:
+    """A _FillValue that is one number, for numbers (netCDF-C writes no other): several
+    values become missing_value (readers mask them all, either way); text is left out."""
+    fill = attrs.get("_FillValue")
+    if fill is None or dtype.kind not in "biufc":
+        return
+    values = np.asarray(fill)
+    if values.dtype.kind not in "biuf":
+        del attrs["_FillValue"]
+        notes.append(f"left out the _FillValue {fill!r} of {path!r}: it is not a number")
+    elif values.size != 1:
+        del attrs["_FillValue"]
+        attrs.setdefault("missing_value", fill)
+        notes.append(f"{path!r} has {values.size} fill values {fill!r}: kept as missing_value")
+
+
 def _why_not_referenceable(ds: h5py.Dataset) -> str | None:
     if ds.dtype.kind not in "biuf":
         kind = "compound" if ds.dtype.names else str(ds.dtype)
@@ -226,6 +325,36 @@ def _why_not_referenceable(ds: h5py.Dataset) -> str | None:
     if ds.id.get_create_plist().get_layout() == h5py.h5d.COMPACT:
         return "its data is stored inside the HDF5 header (compact layout)"
     return None
+
+
+def _skipped_filters(masked: int, chunks: int) -> str:
+    """Why chunks stored without some of their filters cannot be referenced: HDF5 skips an
+    optional filter (Blosc, Zstd, ...) where it does not shrink a chunk, and writers may store
+    chunks directly, so such chunks differ in encoding from the others."""
+    if not masked:
+        return ""
+    return (
+        f"{masked} of its {chunks} chunks were stored without their filters (HDF5 filter "
+        "mask), which Zarr codecs cannot tell apart"
+    )
+
+
+def _no_fill(ds: h5py.Dataset) -> str:
+    if ds.id.get_create_plist().get_fill_time() != h5py.h5d.FILL_TIME_NEVER:
+        return ""
+    return " (the file was written without fill values: netCDF-C reads them as undefined)"
+
+
+def _fill_differs(ds: h5py.Dataset, var: Variable) -> bool:
+    """Whether the chunks the file never wrote read as something else than _FillValue (there
+    is none, or a writer other than netCDF-C set HDF5's fill value to another value)."""
+    if "_FillValue" not in var.attrs:
+        return True
+    try:
+        cf = np.asarray(var.attrs["_FillValue"]).astype(ds.dtype)
+    except (TypeError, ValueError, OverflowError):
+        return True
+    return not np.array_equal(cf, np.asarray(ds.fillvalue), equal_nan=ds.dtype.kind == "f")
 
 
 def _undecodable(ds: h5py.Dataset, var: Variable) -> str:
@@ -242,6 +371,8 @@ def _undecodable(ds: h5py.Dataset, var: Variable) -> str:
 
 def _load(ds: h5py.Dataset) -> np.ndarray:
     string_info = h5py.check_string_dtype(ds.dtype)
+    if string_info is not None and string_info.length == 1:
+        return np.asarray(ds[()], dtype="S1")  # netCDF's NC_CHAR: readers join the last axis
     if string_info is not None:
         values = ds.asstr()[()]
         return np.asarray(values, dtype=str)
@@ -258,39 +389,51 @@ def _packed_record(values: np.ndarray) -> np.ndarray:
     fields = values.dtype.fields or {}
     if any(dt.kind not in "biuf" or dt.shape for dt, *_ in fields.values()):
         raise TypeError("only records of plain numbers can be stored in Zarr")
-    packed = np.dtype([(name, fields[name][0]) for name in values.dtype.names])
+    # little-endian fields: Zarr writes a record's bytes as they are, whatever their order
+    packed = np.dtype([(name, fields[name][0].newbyteorder("<")) for name in values.dtype.names])
     return values.astype(packed)
 
 
-def _chunk_refs(ds: h5py.Dataset, url: str, grid: tuple[int, ...]) -> ChunkRefs:
+def _chunk_refs(ds: h5py.Dataset, url: str, grid: tuple[int, ...]) -> tuple[ChunkRefs, int]:
+    """The dataset's chunk references, and how many of its chunks skipped a filter."""
     refs = ChunkRefs.empty(grid, [url])
     dsid = ds.id
     if ds.chunks is None:
         offset = dsid.get_offset()
-        if offset is not None:  # else never written: reads as the fill value
+        if offset is not None and dsid.get_storage_size():  # else reads as the fill value
             refs.offsets[...], refs.lengths[...] = offset, dsid.get_storage_size()
-        return refs
-    found: list[tuple[tuple[int, ...], int, int]] = []
+        return refs, 0
+    found: list[tuple[int, ...]] = []  # flat rows: position..., byte offset, size, mask
 
     def add(info: Any) -> None:
-        found.append((info.chunk_offset, info.byte_offset, info.size))
+        found.append((*info.chunk_offset, info.byte_offset, info.size, info.filter_mask))
 
     if callable(getattr(dsid, "chunk_iter", None)):
         dsid.chunk_iter(add)
     else:
         for i in range(dsid.get_num_chunks()):
             add(dsid.get_chunk_info(i))
-    if found:
-        where = tuple((np.array([f[0] for f in found]) // np.array(ds.chunks)).T)
-        refs.offsets[where] = [f[1] for f in found]
-        refs.lengths[where] = [f[2] for f in found]
-    return refs
+    if not found:
+        return refs, 0
+    rows, n = np.array(found, dtype=np.int64), ds.ndim  # one table: faster than columns
+    where = tuple((rows[:, :n] // np.array(ds.chunks)).T)
+    refs.offsets[where], refs.lengths[where] = rows[:, n], rows[:, n + 1]
+    return refs, int(np.count_nonzero(rows[:, n + 2]))
 
 
 # -- dimension names --------------------------------------------------------------------------
 
 
-def dimension_names(tree: list[_Group], f: h5py.File) -> dict[str, tuple[str, ...]]:
+class Dimensions(dict):
+    """Each dataset's dimension names; ``scales`` holds each axis's dimension scale (its
+    path in the file), where one is attached."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scales: dict[str, tuple[str | None, ...]] = {}
+
+
+def dimension_names(tree: list[_Group], f: h5py.File) -> Dimensions:
     """The dimension names of every dataset, as netCDF-C and h5netcdf name them.
 
     Axes with a dimension scale take its name.  Datasets without scales get "phony"
@@ -299,11 +442,35 @@ def dimension_names(tree: list[_Group], f: h5py.File) -> dict[str, tuple[str, ..
     dimension of the same size in that group first.  This mirrors h5netcdf's
     ``phony_dims="sort"``, which mirrors netCDF-C.
     """
-    out: dict[str, tuple[str, ...]] = {}
+    out = Dimensions()
     counter = _PhonyCounter(tree)
     for group in tree:
         _name_group(group, counter, out)
     return out
+
+
+def netcdf_shapes(
+    datasets: dict[str, h5py.Dataset], scales: dict[str, tuple[str | None, ...]]
+) -> dict[str, tuple[int, ...]]:
+    """Each dataset's shape as netCDF readers give it: along an unlimited dimension, the
+    longest of the datasets that share it (shorter ones read as the fill value there)."""
+    unlimited: dict[str, int] = {}
+    growable = []
+    for path, ds in datasets.items():
+        if None not in (ds.maxshape or ()):
+            continue
+        growable.append(path)
+        for axis, scale in enumerate(scales.get(path, ())):
+            if scale is not None and ds.maxshape[axis] is None:
+                unlimited[scale] = max(unlimited.get(scale, 0), ds.shape[axis])
+    shapes = {path: ds.shape for path, ds in datasets.items()}
+    for path in growable:
+        ds = datasets[path]
+        axes = zip(ds.shape, ds.maxshape, scales.get(path) or (None,) * ds.ndim, strict=True)
+        shapes[path] = tuple(
+            max(n, unlimited.get(s, 0)) if s and most is None else n for n, most, s in axes
+        )
+    return shapes
 
 
 class _PhonyCounter:
@@ -326,7 +493,7 @@ class _PhonyCounter:
         return next(self.numbers)
 
 
-def _name_group(group: _Group, counter: _PhonyCounter, out: dict) -> None:
+def _name_group(group: _Group, counter: _PhonyCounter, out: Dimensions) -> None:
     own: list[tuple[str, int | None, int]] = []  # (name, size if limited, current size)
     unlabeled: list[tuple[str, h5py.Dataset]] = []
     needed: Counter[int] = Counter()
@@ -335,7 +502,9 @@ def _name_group(group: _Group, counter: _PhonyCounter, out: dict) -> None:
         if scale:
             limited = None if obj.maxshape and obj.maxshape[0] is None else obj.shape[0]
             own.append((key, limited, obj.shape[0] if obj.shape else 0))
-        names = _scale_names(obj, scale)
+        found = _scales(obj, scale)
+        names = [s.rpartition("/")[2] if s else None for s in found]
+        out.scales[path] = tuple(found)
         if obj.ndim and not scale and all(n is None for n in names):
             unlabeled.append((path, obj))
             needed |= Counter(obj.shape)
@@ -354,10 +523,10 @@ def _name_group(group: _Group, counter: _PhonyCounter, out: dict) -> None:
         out[path] = tuple(names)
 
 
-def _scale_names(ds: h5py.Dataset, scale: bool) -> list[str | None]:
-    """Each axis's dimension name (netCDF-C takes the last scale attached), the dataset's own
-    name for a scale, None for an axis without one."""
-    names: list[str | None] = []
+def _scales(ds: h5py.Dataset, scale: bool) -> list[str | None]:
+    """Each axis's dimension scale, by its path (netCDF-C takes the last scale attached): the
+    dataset itself for a scale, None for an axis without one."""
+    paths: list[str | None] = []
     for axis in range(ds.ndim):
         found: list[bytes] = []
         if h5py.h5ds.get_num_scales(ds.id, axis):
@@ -365,30 +534,57 @@ def _scale_names(ds: h5py.Dataset, scale: bool) -> list[str | None]:
                 ds.id, axis, lambda sid, found=found: found.append(h5py.h5i.get_name(sid))
             )
         if found:
-            names.append(found[-1].decode().rpartition("/")[2])
+            paths.append(found[-1].decode())
         else:
-            names.append(ds.name.rpartition("/")[2] if scale else None)
-    return names
+            paths.append(ds.name if scale else None)
+    return paths
 
 
 # -- attributes -------------------------------------------------------------------------------
 
 
-def attributes(obj: h5py.Group | h5py.Dataset) -> tuple[dict[str, Any], dict[str, str]]:
+def attributes(
+    obj: h5py.Group | h5py.Dataset, notes: list[str] | None = None, where: str = ""
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The netCDF attributes as JSON-friendly values, and the numpy type of each numeric one
-    (JSON keeps numbers, not their width: a float32 ``scale_factor`` matters to readers)."""
+    (JSON keeps numbers, not their width: a float32 ``scale_factor`` matters to readers).
+    Attributes that cannot be kept are left out, each with a note naming it and why."""
     values, types = {}, {}
     for key, name in _attribute_names(obj.id):
         if key in _HIDDEN_ATTRS:
             continue
         try:
             value = _read_attribute(obj.id, name)
-        except (OSError, TypeError, ValueError):
-            continue  # an attribute h5py cannot read (e.g. a reference type)
+            why = _why_not_kept(value)
+        except (OSError, TypeError, ValueError) as exc:
+            why = f"h5py cannot read it ({str(exc).strip() or type(exc).__name__})"
+        if why:
+            if notes is not None:
+                notes.append(f"left out attribute {key!r} of {where}: {why}")
+            continue
         values[key] = plain(value)
         if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biuf":
             types[key] = value.dtype.name
     return values, types
+
+
+def _why_not_kept(value: Any) -> str:
+    """Why an attribute's value has no JSON form a netCDF reader would recognise, or ""."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and dtype.kind not in "OV":  # numbers and text: the usual, kept
+        return ""
+    if isinstance(value, h5py.Reference | h5py.RegionReference):
+        return "HDF5 object references mean nothing outside the file"
+    if dtype is None or isinstance(value, h5py.Empty):
+        return ""
+    if h5py.check_ref_dtype(dtype) is not None:
+        return "HDF5 object references mean nothing outside the file"
+    if h5py.check_string_dtype(dtype) is None and h5py.check_vlen_dtype(dtype) is not None:
+        return "variable-length sequences have no JSON equivalent"
+    if dtype.kind == "V":
+        kind = "a compound value" if dtype.names else "an opaque value"
+        return f"{kind} has no JSON equivalent"
+    return ""
 
 
 def _attribute_names(oid: Any) -> list[tuple[str, bytes]]:
