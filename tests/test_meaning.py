@@ -143,3 +143,22 @@ def test_a_file_without_steps_beside_other_time_units_adds_nothing():
         var.refs = var.no_refs()
     plan = combine([first, empty], concat_dim="time")
     assert plan.arrays["time"].data.tolist() == [0, 1]
+
+
+def test_bounds_of_a_coordinate_that_is_not_time_keep_their_own_attributes():
+    """xarray gives only time bounds their coordinate's units: a store that gave lat_bnds
+    'degrees_north' would hold an attribute no reader of the files sees."""
+    files = []
+    for i in range(2):
+        fid, m = _file(i, {"units": "K"})
+        lat = {"units": "degrees_north", "bounds": "lat_bnds"}
+        m.variables["lat"] = Variable(
+            "lat", ("lat",), (LAT,), (LAT,), "<f8", lat, data=np.arange(LAT, dtype="f8")
+        )
+        m.variables["lat_bnds"] = Variable(
+            "lat_bnds", ("lat", "bnds"), (LAT, 2), (LAT, 2), "<f8", {},
+            data=np.zeros((LAT, 2)),
+        )  # fmt: skip
+        files.append((fid, m))
+    plan = combine(files, concat_dim="time")
+    assert "units" not in plan.arrays["lat_bnds"].template.attrs

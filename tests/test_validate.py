@@ -13,7 +13,7 @@ from nc2ice.access import Access, local_path, normalize_url, prefix_of
 from nc2ice.combine import combine
 from nc2ice.commit import checksum_time, open_repository
 from nc2ice.scan import scan_file
-from nc2ice.validate import changed_sources, validate
+from nc2ice.validate import validate
 
 
 def _commit(tmp_path):
@@ -62,21 +62,44 @@ def test_a_source_changed_since_the_commit_is_named(tmp_path):
     assert "rescans" in result.mismatches[0]["detail"]
 
 
-def test_changed_sources_over_http_need_no_head(http_server, http_root, tmp_path):
-    """A one-byte ranged GET tells a remote file's version as the scan saw it."""
-    files = archives.clean(http_root / "versions", years=(2000, 2001))
+def test_remote_sources_cost_few_requests_and_a_changed_one_is_named(
+    http_server, http_root, tmp_path
+):
+    """Over HTTP a validated file costs its bytes in one request (tied to the version the
+    scan recorded) and one for the store's sampled chunk; no HEAD. A file rewritten or gone
+    since is named, not compared."""
+    files = archives.clean(http_root / "versions", years=(2000, 2001, 2002))
     access = Access()
     urls = [f"{http_server.url}/versions/{f.name}" for f in files]
-    entries = [
-        {"file_id": f.stem, "url": u, "version": scan_file(u, access, inline_limit=0).identity}
-        for f, u in zip(files, urls)
-    ]
-    assert changed_sources(entries, access, workers=2) == {}
+    manifests = [(f.stem, scan_file(u, access, inline_limit=0)) for f, u in zip(files, urls)]
+    plan = combine(manifests, concat_dim="time")
+    store = normalize_url(str(tmp_path / "store.icechunk"))
+    checksums = {u: m.identity["etag"] for u, (_, m) in zip(urls, manifests)}
+    snapshot = commit(plan, store, [prefix_of(urls[0])], checksums)
+    record = {
+        "dataset": "t",
+        "store": store,
+        "snapshot": snapshot,
+        "concat_dim": "time",
+        "groups": [""],
+        "files": [
+            {"file_id": fid, "url": u, "start": 12 * i, "length": 12, "version": m.identity}
+            for i, ((fid, m), u) in enumerate(zip(manifests, urls))
+        ],
+        "report": plan.report(),
+    }
+    http_server.reset_counts()
+    result = validate(record, access, sample_chunks=1, workers=2)
+    assert result.passed, result.mismatches
+    assert http_server.requests["HEAD"] == 0
+    assert sum(http_server.requests.values()) <= 3 * len(files), http_server.requests
     files[0].write_bytes(files[0].read_bytes() + b"\0")
-    changed = changed_sources(entries, access, workers=2)
-    assert list(changed) == [files[0].stem] and "size" in changed[files[0].stem]
     files[1].unlink()
-    assert "not found" in changed_sources(entries, access, workers=2)[files[1].stem]
+    result = validate(record, access, sample_chunks=1, workers=2)
+    assert set(result.changed_sources) == {files[0].stem, files[1].stem}
+    assert "changed" in result.changed_sources[files[0].stem]
+    assert "not found" in result.changed_sources[files[1].stem]
+    assert not result.passed
 
 
 def test_first_files_time_units_everywhere_is_caught(tmp_path):

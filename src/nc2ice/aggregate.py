@@ -11,7 +11,6 @@ passed moves ``main``; ``published.json`` says where ``main`` is now and its tag
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nc2ice import checkplan
 from nc2ice import combine as combine_mod
 from nc2ice import commit as commit_mod
 from nc2ice import config as config_mod
@@ -30,6 +30,7 @@ from nc2ice.logs import Progress
 from nc2ice.manifest import atomic_write_text, read_manifest
 from nc2ice.scan import Scanned, read_index, scanned_versions
 from nc2ice.sources import read_table
+from nc2ice.verdict import load_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ def prepare(
         "versions": commit_mod.package_versions(),
         "report": {k: v for k, v in plan.report().items() if k != "per_file"},
         "attributes": commit_mod.attribute_types(plan),
+        "extents": {e["file_id"]: [e["start"], e["length"]] for e in _file_extents(plan, rows)},
     }
     return Prepared(dataset, plan, rows, skipped, metadata, store_url, group, access)
 
@@ -178,8 +180,32 @@ def aggregate(
         "skipped": prepared.skipped,
         "report": report,
     }
+    ds = config["datasets"][dataset]
+    record["validation_plan"] = checkplan.plan(
+        prepared.plan.files,
+        outcome.trusted,
+        outcome.trusted_from,
+        seed=outcome.snapshot,
+        recheck=ds.get("recheck_files", 10),
+        parts=checkplan.part_count(len(indexes)),
+    )
+    _log_plan(dataset, record["validation_plan"])
     write_json(record_out, record)
     return record
+
+
+def _log_plan(dataset: str, plan: dict[str, Any]) -> None:
+    trusted = plan["trusted"]
+    log.info(
+        "%s: validation will compare %d file(s) that changed and recheck %d of the %d kept "
+        "as they were (the rest vouched for by snapshot %s), in %d job(s)",
+        dataset,
+        len(plan["compare"]),
+        len(plan["recheck"]),
+        len(plan["recheck"]) + len(trusted["files"]),
+        trusted["snapshot"],
+        len(plan["parts"]),
+    )
 
 
 def _skip(row: Scanned) -> dict[str, str]:
@@ -274,14 +300,6 @@ def checksum(row: Scanned) -> str | datetime | None:
     if row.etag and not row.etag.startswith("W/"):
         return row.etag
     return commit_mod.checksum_time(row.last_modified)
-
-
-def write_json(path: str | Path, doc: dict[str, Any]) -> None:
-    atomic_write_text(Path(path), json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def load_json(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
 
 
 def _write_skipped(path: str, skipped: list[dict[str, str]], dataset: str) -> None:

@@ -29,7 +29,8 @@ NEEDS = {
     "list_sources": {"mem_mb": 2000, "runtime": 60, "disk_mb": 1000},
     "scan": {"mem_mb": 4000, "runtime": 120, "disk_mb": 1000},
     "commit": {"mem_mb": 16000, "runtime": 240, "disk_mb": 1000},
-    "validate": {"mem_mb": 8000, "runtime": 120, "disk_mb": 4000},
+    "validate": {"mem_mb": 8000, "runtime": 120, "disk_mb": 4000},  # a part of the files
+    "verdict": {"mem_mb": 2000, "runtime": 30, "disk_mb": 1000},  # the parts' verdicts joined
     "dataset_report": {"mem_mb": 2000, "runtime": 30, "disk_mb": 1000},  # a few plots
     "publish": {"mem_mb": 4000, "runtime": 60, "disk_mb": 1000},  # rewrites only in shared stores
 }

@@ -66,6 +66,7 @@ class Plan:
     # variables converted to the first file's units: path -> each file's units before
     converted: dict[str, dict[str, str]] = field(default_factory=dict)
     accepted: list[str] = field(default_factory=list)  # attributes allowed to differ
+    reencoded: list[str] = field(default_factory=list)  # stored in another encoding than read
 
     def report(self) -> dict[str, Any]:
         reasons: dict[str, list[str]] = defaultdict(list)
@@ -110,6 +111,7 @@ class Plan:
             "dtype_differences": self.dtype_differences,
             "units_converted": self.converted,
             "accepted_differences": self.accepted,
+            "reencoded": self.reencoded,
             "grids": {a.path: list(a.chunks) for a in self.arrays.values() if a.grid},
             "per_file": per_file,
             "dropped_variables": self.dropped,
@@ -329,6 +331,7 @@ def _plan_array(
         if units is not None:
             plan.converted[path] = {f: str(v.attrs.get("units")) for f, v in versions}
         versions = harmonise(path, versions, plan.notes, reader, units)
+        plan.reencoded.append(path)  # its stored numbers differ from the files': compare decoded
         if not keep_values:  # a data variable, referenced otherwise: its values are copies
             why = f"its files differ in {'units' if units else 'encoding'} (decoded to one)"
             plan.copied_static[path] = (sum(v.nbytes for _, v in versions), why)

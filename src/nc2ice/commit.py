@@ -203,6 +203,53 @@ def _why_not_appendable(plan: Plan, stored: dict[str, dict] | None, change: Chan
     return None
 
 
+def unchanged_files(plan: Plan, metadata, previous, stored, change: Change) -> list[str]:
+    """The files whose piece of the store the new snapshot holds exactly as the dataset's
+    last snapshot on main did (which passed validation): validation may take them on trust.
+
+    An append keeps every old chunk but the one the old end shared; a rewrite keeps a file's
+    piece when its manifest, its place along the dimension and every array's layout are as
+    they were (the same plan for the same inputs writes the same references)."""
+    if previous is None:
+        return []
+    if change.action == "unchanged":
+        return list(plan.files)
+    extents = metadata.get("extents", {})
+    if change.action == "appended":
+        ends = [
+            _first_chunk(a, change) * a.chunks[0]
+            for a in plan.arrays.values()
+            if a.axis is not None and a.data is None
+        ]
+        rewritten_from = min(ends, default=math.inf)
+        old = [f for f in plan.files if f not in change.appended]
+        return [f for f in old if sum(extents.get(f, [0, math.inf])) <= rewritten_from]
+    before = previous.get("extents", {})
+    if stored is None or not _same_layout(plan, stored):
+        return []
+    digests = {f: s.get("manifest_sha256") for f, s in previous.get("sources", {}).items()}
+    return [
+        f
+        for f in plan.files
+        if f in before
+        and before[f] == extents.get(f)
+        and digests.get(f) == metadata["sources"][f]["manifest_sha256"]
+    ]
+
+
+def _same_layout(plan: Plan, stored: dict[str, dict]) -> bool:
+    """Whether every array keeps its chunks, codecs, type and attributes (shapes aside)."""
+    if set(stored) != set(plan.arrays):
+        return False
+    for path, array in plan.arrays.items():
+        before, now = dict(stored[path]), _would_be(array)
+        for key in ("shape", "chunk_grid") if array.data is not None else ("shape",):
+            before.pop(key), now.pop(key)
+        if before != now:
+            return False
+    return True
+
+
 def _would_be(array: ArrayPlan) -> dict[str, Any]:
     """The Zarr metadata the array gets, from a throwaway in-memory store."""
     root = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3)
@@ -235,6 +282,9 @@ class Outcome:
     branch: str | None = None  # where the snapshot waits for validation
     tag: str | None = None  # the tag publishing gives it
     parts: int = 0
+    # files whose piece of the store is as the dataset's last validated snapshot had it
+    trusted: list[str] = field(default_factory=list)
+    trusted_from: str | None = None
 
 
 def commit_plan(
@@ -288,11 +338,21 @@ class _Write:
         previous = found[1] if found else None
         stored = stored_arrays(self.repo, self.group, base) if found else None
         change = decide(self.plan, metadata, previous, stored)
+        trusted = unchanged_files(self.plan, metadata, previous, stored, change)
+        since = found[0] if found else None
+        if since is not None and since != base and _touched(self.repo, since, base, self.group):
+            log.info(
+                "%s: commits after snapshot %s changed the dataset's arrays: the validation "
+                "compares every file",
+                self.dataset,
+                since,
+            )
+            trusted = []
         if change.action == "unchanged":
             log.info(
                 "%s: the store holds these inputs already (snapshot %s)", self.dataset, found[0]
             )
-            return Outcome(found[0], False, change, base=base)
+            return Outcome(found[0], False, change, base=base, trusted=trusted, trusted_from=since)
         metadata = {**metadata, "group": self.group, "change": change.record(), "base": base}
         tag = f"{self.dataset}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{metadata['input_digest'][:8]}"
         kept = waiting_snapshot(self.repo, self.dataset, metadata["input_digest"], base)
@@ -304,7 +364,7 @@ class _Write:
                 snapshot,
                 branch,
             )
-            return Outcome(snapshot, True, change, base, branch, tag)
+            return Outcome(snapshot, True, change, base, branch, tag, 0, trusted, since)
         branch = f"nc2ice-{self.dataset}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         self.repo.create_branch(branch, base)
         try:
@@ -326,7 +386,9 @@ class _Write:
             snapshot,
             branch,
         )
-        return Outcome(snapshot, True, change, base, branch, tag, len(writer.parts))
+        return Outcome(
+            snapshot, True, change, base, branch, tag, len(writer.parts), trusted, since
+        )
 
     def _write(self, writer: Writer, change: Change) -> None:
         plan, group = self.plan, self.group
@@ -556,15 +618,10 @@ def _published(repo: icechunk.Repository, snapshot: str, depth: int = 1000) -> b
     return False
 
 
-def _refuse_if_touched(repo, dataset: str, group: str, outcome: Outcome, tip: str) -> None:
-    try:
-        diff = repo.diff(from_snapshot_id=outcome.base, to_snapshot_id=tip)
-    except icechunk.IcechunkError:
-        raise CommitError(
-            f"{dataset}: main was moved to {tip}, which does not descend from {outcome.base} "
-            f"(a rollback?); nothing was published. The validated snapshot {outcome.snapshot} "
-            f"stays on branch {outcome.branch}: run again to commit on top of main"
-        ) from None
+def _touched(repo: icechunk.Repository, since: str, until: str, group: str) -> list[str]:
+    """The paths of the dataset's group that commits after ``since`` up to ``until``
+    changed (IcechunkError where ``until`` does not descend from ``since``)."""
+    diff = repo.diff(from_snapshot_id=since, to_snapshot_id=until)
     paths = {
         *diff.new_groups,
         *diff.new_arrays,
@@ -575,7 +632,18 @@ def _refuse_if_touched(repo, dataset: str, group: str, outcome: Outcome, tip: st
         *diff.updated_chunks,
     }
     # A dataset with a repository of its own (no group) owns everything in it.
-    touched = sorted(p for p in paths if not group or f"{p}/".startswith(f"/{group}/"))
+    return sorted(p for p in paths if not group or f"{p}/".startswith(f"/{group}/"))
+
+
+def _refuse_if_touched(repo, dataset: str, group: str, outcome: Outcome, tip: str) -> None:
+    try:
+        touched = _touched(repo, outcome.base, tip, group)
+    except icechunk.IcechunkError:
+        raise CommitError(
+            f"{dataset}: main was moved to {tip}, which does not descend from {outcome.base} "
+            f"(a rollback?); nothing was published. The validated snapshot {outcome.snapshot} "
+            f"stays on branch {outcome.branch}: run again to commit on top of main"
+        ) from None
     if not touched:
         return
     other = repo.lookup_snapshot(tip)

@@ -224,6 +224,7 @@ NOT_CONTENT = (
     "head_bytes",
     "inline_threshold",
     "sample_chunks",
+    "recheck_files",
     "on_chunk_mismatch",
     "max_materialized_fraction",
 )

@@ -184,10 +184,12 @@ def describe_differences(path: str, found: dict[str, dict[str, list[str]]]) -> s
 
 
 def inherit_bounds_units(manifest: Manifest) -> None:
-    """Give bounds variables their coordinate's units and calendar, as CF readers assume."""
+    """Give the bounds of a time coordinate its units and calendar, as CF readers (xarray)
+    decode them, so that time bounds encoded differently across files are caught too. Other
+    bounds keep their attributes as the file has them (xarray adds nothing to them)."""
     for var in manifest.variables.values():
         bounds = var.attrs.get("bounds")
-        if not bounds:
+        if not bounds or not is_time_like(var):
             continue
         target = manifest.variables.get(f"{var.group}/{bounds}".lstrip("/"))
         if target is None:

@@ -18,6 +18,7 @@ def open_store_dataset(
     access: Access | None = None,
     group: str | None = None,
     snapshot: str | None = None,
+    decode: bool = True,
 ) -> xr.Dataset:
     """A store as ``xr.open_zarr`` opens it (the branch tip, or one snapshot), with the
     attributes as the netCDF files had them.
@@ -26,7 +27,7 @@ def open_store_dataset(
     reached (the workflow's config: ``Access.from_config(config)``), anonymous by default.
     Zarr attributes are JSON, which drops the width of numbers (a float32 ``scale_factor``
     reads as a Python float) and cannot hold NaN; the commit records both in the snapshot's
-    metadata, and this puts them back.
+    metadata, and this puts them back.  ``decode=False`` gives the numbers as stored.
     """
     quiet_libraries()
     repo = open_repository(normalize_url(store), access or Access())
@@ -34,7 +35,9 @@ def open_store_dataset(
         session = repo.readonly_session(snapshot_id=snapshot)
     else:
         session = repo.readonly_session(branch=BRANCH)
-    ds = xr.open_zarr(session.store, consolidated=False, group=group or None, chunks=None)
+    ds = xr.open_zarr(
+        session.store, consolidated=False, group=group or None, chunks=None, decode_cf=decode
+    )
     metadata = _dataset_metadata(repo, snapshot, group or "")
     inside = (group or "").removeprefix(metadata.get("group", "")).strip("/")
     return restore_attributes(ds, metadata.get("attributes", {}), inside)

@@ -10,8 +10,6 @@ loaded, dropped or skipped, and why.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import html
 import json
 import logging
@@ -20,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import matplotlib.dates
 
 matplotlib.use("Agg")  # files, not windows
 import matplotlib.pyplot as plt  # noqa: E402
@@ -46,6 +43,7 @@ def make_report(
     validation: dict[str, Any],
     access: Access,
     out: Path,
+    quicklook: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write summary.html, coverage.png, tables.html and quicklook/<variable>.png."""
     out.mkdir(parents=True, exist_ok=True)
@@ -53,7 +51,7 @@ def make_report(
     atomic_write_text(out / "summary.html", _summary_html(commit, validation, figures))
     atomic_write_text(out / "tables.html", _tables_html(commit, validation))
     coverage(commit, out / "coverage.png", access)
-    quicklooks(commit, validation, access, out / "quicklook")
+    quicklooks(commit, quicklook, out / "quicklook")
     return figures
 
 
@@ -77,6 +75,11 @@ def key_figures(commit: dict[str, Any], validation: dict[str, Any]) -> dict[str,
         "bytes copied into the store": report["copied_bytes"],
         "sources": dict(servers),
         "validation": "passed" if validation.get("passed") else "FAILED",
+        "files compared (new or changed)": len(validation.get("files_compared", [])),
+        "files compared again (a sample)": len(validation.get("files_rechecked", [])),
+        "files taken on trust": (validation.get("trusted") or {}).get("files", 0),
+        "vouched for by snapshot": (validation.get("trusted") or {}).get("snapshot") or "",
+        "validation jobs": validation.get("parts", 1),
         "variables compared": len(validation.get("variables_checked", [])),
         "chunks compared": validation.get("chunks_checked", 0),
         "values compared": validation.get("values_compared", 0),
@@ -222,19 +225,26 @@ def coverage(commit: dict[str, Any], path: Path, access: Access) -> None:
     height = 0.28 * len(files) + 2 if len(files) <= 60 else 6
     fig, ax = plt.subplots(figsize=(10, max(3, height)))
     tolerance = 0.25 * float(np.median(np.subtract(ends, starts))) / max(1, _steps(files))
-    for i, (entry, start, end) in enumerate(zip(files, starts, ends, strict=True)):
+    kinds = []
+    for entry in files:
         fate = per_file.get(entry["file_id"], {})
-        kind = "copied" if fate.get("copied") else "split" if fate.get("split") else "as is"
-        ax.barh(i, end - start, left=start, color=COLOURS[kind], edgecolor="white", height=0.8)
-        if entry["file_id"] in changed:
-            ax.barh(i, end - start, left=start, fill=False, edgecolor=COLOURS["changed"], lw=2)
-        if i and abs(start - ends[i - 1]) > tolerance:
-            ax.axvspan(min(start, ends[i - 1]), max(start, ends[i - 1]), color="#c44e52", alpha=0.3)
+        kinds.append("copied" if fate.get("copied") else "split" if fate.get("split") else "as is")
+    rows, lefts = np.arange(len(files)), np.asarray(starts, dtype="f8")
+    widths = np.asarray(ends, dtype="f8") - lefts
+    colours = [COLOURS[k] for k in kinds]  # one call for all bars: thousands of files draw fast
+    ax.barh(rows, widths, left=lefts, color=colours, edgecolor="white", height=0.8)
+    new = np.array([e["file_id"] in changed for e in files], dtype=bool)
+    if new.any():
+        ax.barh(
+            rows[new], widths[new], left=lefts[new], fill=False, edgecolor=COLOURS["changed"], lw=2
+        )
+    for i in range(1, len(files)):
+        if abs(starts[i] - ends[i - 1]) > tolerance:
+            low, high = sorted((starts[i], ends[i - 1]))
+            ax.axvspan(low, high, color="#c44e52", alpha=0.3)
     if len(files) <= 60:
         ax.set_yticks(range(len(files)), [f["file_id"] for f in files], fontsize=7)
     ax.invert_yaxis()
-    if axis == "dates":
-        ax.xaxis_date()
     dim = commit["concat_dim"]
     labels = {"positions": f"index along {dim}", "years": f"{dim} (years)"}
     ax.set_xlabel(labels.get(axis, dim))
@@ -262,29 +272,13 @@ def _extents(commit: dict[str, Any], access: Access) -> tuple[list[float], list[
     files = commit["files"]
     positions = [f["start"] for f in files], [f["start"] + f["length"] for f in files], "positions"
     try:
-        from nc2ice.reading import open_store_dataset
-
-        group = commit.get("group") or None
-        ds = open_store_dataset(commit["store"], access, group, commit["snapshot"])
-        coord = ds[commit["concat_dim"]]
-        bounds = ds[coord.attrs["bounds"]].values if coord.attrs.get("bounds") in ds else None
-        values = coord.values
+        lows, highs, kind = _edges(commit, access)
     except Exception:  # noqa: BLE001 - no usable coordinate: positions will do
         return positions
-    kind = "dates" if values.dtype.kind == "M" else "years" if _cftime(values) else "values"
-    if kind == "values" and values.dtype.kind not in "iuf":
+    if lows is None or len(lows) != sum(f["length"] for f in files):
         return positions
-    if len(values) != sum(f["length"] for f in files):
-        return positions
-    numbers = _numbers(values, kind)
-    if len(numbers) > 1 and not (np.diff(numbers) > 0).all():
+    if len(lows) > 1 and not (np.diff(lows) > 0).all():
         return positions  # a counter that restarts in each file: positions tell more
-    lows = bounds[:, 0] if bounds is not None and bounds.ndim == 2 else values
-    highs = bounds[:, 1] if bounds is not None and bounds.ndim == 2 else values
-    lows, highs = _numbers(lows, kind), _numbers(highs, kind)
-    if bounds is None:  # points: a file reaches half a step beyond its first and last
-        half = float(np.median(np.diff(lows))) / 2 if len(lows) > 1 else 0.5
-        lows, highs = lows - half, highs + half
     starts, ends = [], []
     for f in files:
         if f["length"]:
@@ -297,78 +291,86 @@ def _extents(commit: dict[str, Any], access: Access) -> tuple[list[float], list[
     return starts, ends, kind
 
 
-def _cftime(values: np.ndarray) -> bool:
-    import cftime
-
-    return values.dtype.kind == "O" and all(isinstance(v, cftime.datetime) for v in values.flat)
-
-
-def _numbers(values: np.ndarray, kind: str) -> np.ndarray:
-    """Numbers to plot: matplotlib's for numpy dates; decimal years for cftime dates (any
-    calendar: 360-day years too); the values themselves otherwise."""
-    if kind == "dates":
-        return matplotlib.dates.date2num(values.astype("datetime64[s]"))
-    if kind == "years":
-        import cftime
-
-        calendar = values.flat[0].calendar
-        year = {"360_day": 360.0, "noleap": 365.0, "365_day": 365.0, "all_leap": 366.0}
-        days = cftime.date2num(values, "days since 0001-01-01", calendar=calendar)
-        return 1 + np.asarray(days, dtype="f8") / year.get(calendar, 365.2425)
-    return values.astype("f8")
-
-
-def quicklooks(commit, validation, access: Access, folder: Path) -> list[Path]:
-    """Each data variable, from the store and from the first file, read directly.  A
-    variable that cannot be drawn gets a page saying why: the store is no worse for it."""
+def _edges(commit: dict[str, Any], access: Access):
+    """Where each step of the concatenation coordinate begins and ends, as numbers to plot:
+    its bounds, or its points widened by half a step. Read as stored; only the numbers are
+    decoded (a thousand files of monthly steps: decoding every date costs seconds)."""
     from nc2ice.reading import open_store_dataset
 
+    group = commit.get("group") or None
+    ds = open_store_dataset(commit["store"], access, group, commit["snapshot"], decode=False)
+    coord = ds[commit["concat_dim"]]
+    name = coord.attrs.get("bounds")
+    raw = ds[name].values if name in ds.variables else None
+    low = raw[:, 0] if raw is not None and raw.ndim == 2 else coord.values
+    high = raw[:, 1] if raw is not None and raw.ndim == 2 else coord.values
+    lows, kind = _as_numbers(low, coord.attrs)
+    highs, _ = _as_numbers(high, coord.attrs)
+    if kind == "values" and lows.dtype.kind not in "iuf":
+        return None, None, kind
+    if raw is None:  # points: a file reaches half a step beyond its first and last
+        half = float(np.median(np.diff(lows))) / 2 if len(lows) > 1 else 0.5
+        lows, highs = lows - half, highs + half
+    return lows, highs, kind
+
+
+def _as_numbers(raw: np.ndarray, attrs: dict[str, Any]) -> tuple[np.ndarray, str]:
+    """Raw coordinate numbers as numbers to plot: decimal years for times of any calendar
+    (one date per year of steps is decoded), the numbers themselves otherwise."""
+    units = str(attrs.get("units", ""))
+    if "since" not in units or raw.dtype.kind not in "iuf":
+        return raw, "values"
+    import cftime
+
+    calendar = str(attrs.get("calendar", "standard"))
+    origin = cftime.num2date(0, units, calendar, only_use_cftime_datetimes=True)
+    year = {"360_day": 360.0, "noleap": 365.0, "365_day": 365.0, "all_leap": 366.0}
+    per_year = year.get(calendar.lower(), 365.2425)
+    days = cftime.date2num(origin, "days since 0001-01-01", calendar=origin.calendar)
+    scale = _days_per_unit(units)
+    return 1 + (float(days) + raw.astype("f8") * scale) / per_year, "years"
+
+
+def _days_per_unit(units: str) -> float:
+    word = units.split()[0].lower().rstrip("s")
+    return {"day": 1.0, "hour": 1 / 24, "minute": 1 / 1440, "second": 1 / 86400}.get(word, 1.0)
+
+
+def quicklooks(commit, quicklook: str | Path | None, folder: Path) -> list[Path]:
+    """Each data variable as the validation read it, from the store beside the same field
+    read directly from its source (``quicklook``: the fields the validation kept; no source
+    is opened again).  A variable that cannot be drawn gets a page saying why."""
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.png"):
         old.unlink()
-    store = open_store_dataset(
-        commit["store"], access, commit.get("group") or None, commit["snapshot"]
-    )
-    first = commit["files"][0]
+    fields, meta = _fields(quicklook)
     made = []
-    with contextlib.ExitStack() as stack:
-        source = _Source(first["url"], access, stack)
-        bounds = {v.attrs.get(k) for v in store.variables.values() for k in CELL_ATTRS}
-        for name, var in store.data_vars.items():
-            if var.ndim == 0 or var.dtype.kind not in "iuf" or name in bounds:
-                continue
-            path = folder / f"{name}.png"
-            try:
-                _quicklook(name, var, source.field(name), commit["concat_dim"], first, path)
-            except Exception as exc:  # noqa: BLE001 - one odd variable must not lose the rest
-                log.warning("%s: no quicklook of %s: %s", commit["dataset"], name, exc)
-                _no_quicklook(name, f"{type(exc).__name__}: {exc}", path)
-            made.append(path)
+    for name, info in meta.items():
+        path = folder / f"{name.replace('/', '_')}.png"
+        try:
+            _quicklook(name, fields[f"{name}::store"], fields[f"{name}::source"], info, path)
+        except Exception as exc:  # noqa: BLE001 - one odd variable must not lose the rest
+            log.warning("%s: no quicklook of %s: %s", commit["dataset"], name, exc)
+            _no_quicklook(name, f"{type(exc).__name__}: {exc}", path)
+        made.append(path)
     return made
 
 
-class _Source:
-    """The first source file, read as validation reads it: by netCDF-C, or by h5netcdf for
-    the HDF5 filters netCDF-C lacks."""
+def _fields(path: str | Path | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    if not path or not Path(path).exists() or not Path(path).stat().st_size:
+        return {}, {}
+    import ast
 
-    def __init__(self, url: str, access: Access, stack: contextlib.ExitStack):
-        from nc2ice.validate import open_source
-
-        self.url, self.open = url, functools.partial(open_source, url, access, stack)
-        self.ds = self.open()
-
-    def field(self, name: str):
-        if name not in self.ds:
-            raise LookupError(f"not in {self.url}")
-        var = self.ds[name]
-        try:
-            var.isel(dict.fromkeys(var.dims, 0)).load()  # one value: can netCDF-C decode it?
-        except RuntimeError as exc:
-            if "Filter error" not in str(exc):
-                raise
-            self.ds = self.open(netcdf_c=False)
-            var = self.ds[name]
-        return var
+    with np.load(path, allow_pickle=False) as found:
+        fields = {k: found[k] for k in found.files if k != "meta"}
+        meta = ast.literal_eval(str(found["meta"]))
+    bounds = {
+        str(v)
+        for info in meta.values()
+        for k, v in info.get("attrs", {}).items()
+        if k in CELL_ATTRS
+    }
+    return fields, {n: i for n, i in meta.items() if n not in bounds}
 
 
 def _no_quicklook(name: str, why: str, path: Path) -> None:
@@ -379,32 +381,33 @@ def _no_quicklook(name: str, why: str, path: Path) -> None:
     plt.close(fig)
 
 
-def _quicklook(name, stored, source, dim, first, path: Path) -> None:
-    """A map of one step for gridded data, a line through the first file for a series."""
+def _quicklook(name: str, stored: np.ndarray, source: np.ndarray, info, path: Path) -> None:
+    """A map of the first step for gridded data, a line for series."""
+    dims = info["dims"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    mapped = len([d for d in stored.dims if d != dim]) >= 2
-    span = slice(first["start"], first["start"] + first["length"])
-    pair = (("store", stored, span), (f"source: {first['file_id']}", source, slice(None)))
-    fields = []
-    for label, var, steps in pair:
-        if dim in var.dims:
-            var = var.isel({dim: (steps.start or 0) if mapped else steps})
-        while var.ndim > (2 if mapped else 1):  # the first level, the first station
-            var = var.isel({next(d for d in var.dims if d != dim): 0})
-        for name_, coord in var.coords.items():  # matplotlib draws no cftime dates
-            if coord.ndim == 1 and _cftime(coord.values):
-                var = var.assign_coords({name_: (coord.dims, _numbers(coord.values, "years"))})
-        fields.append((label, var.load()))
-    finite = [np.asarray(v.values, dtype="f8") for _, v in fields]
-    finite = [v[np.isfinite(v)] for v in finite]
+    pair = (("store", stored), (f"source: {info['file_id']}", source))
+    shown = []
+    for _, values in pair:
+        values = np.asarray(values, dtype="f8")
+        while values.ndim > 2:  # the first step, the first level
+            values = values[0]
+        shown.append(values)
+    finite = [v[np.isfinite(v)] for v in shown]
     limits = {}
-    if mapped and all(v.size for v in finite):
+    if shown[0].ndim == 2 and all(v.size for v in finite):
         limits = {"vmin": min(v.min() for v in finite), "vmax": max(v.max() for v in finite)}
-    for ax, (label, var) in zip(axes, fields, strict=True):
-        var.plot(ax=ax, **limits)
+    start = ", ".join(f"{d} {a}" for d, (a, _) in zip(dims, info["region"], strict=False))
+    for ax, (label, _), values in zip(axes, pair, shown, strict=True):
+        if values.ndim == 2:
+            image = ax.imshow(values, origin="lower", aspect="auto", **limits)
+            fig.colorbar(image, ax=ax)
+            ax.set_xlabel(dims[-1])
+            ax.set_ylabel(dims[-2])
+        else:
+            ax.plot(np.atleast_1d(values))
+            ax.set_xlabel(dims[0] if dims else "")
         ax.set_title(f"{name}, {label}", fontsize=9)
-    what = "the first step of the first file" if mapped else "through the first file"
-    fig.suptitle(f"{name}: {what}", fontsize=10)
+    fig.suptitle(f"{name}: the field the validation compared (from {start})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -3,7 +3,6 @@ one-line error for problems of the input (anything else keeps its traceback)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -100,21 +99,66 @@ def _mean(rows: list[Any], name: str) -> float:
 
 
 def validate_step(
-    config: dict[str, Any], dataset: str, commit_json: str, out: str, connections: int
+    config: dict[str, Any],
+    dataset: str,
+    commit_json: str,
+    part: int,
+    out: str,
+    quicklook: str,
+    connections: int,
 ) -> None:
-    """The verdict goes to ``out`` either way (the report shows it, and publishing moves
-    ``main`` only if it passed); a failed one also to ``validation.failed.json``."""
+    """One part of a validation: its files compared, the verdict in ``out``."""
+    from nc2ice.verdict import load_json, write_json
+
+    record = load_json(commit_json)
+    files = record["validation_plan"]["parts"][part]
+    if not files:  # nothing of this part changed: no store, no source to open
+        write_json(out, {"passed": True, "files_compared": []})
+        Path(quicklook).write_bytes(b"")
+        log.info("%s part %d: nothing to compare", dataset, part)
+        return
     import zarr
 
-    from nc2ice.aggregate import write_json
-    from nc2ice.validate import validate
+    from nc2ice.validate import validate_part
 
-    commit_doc = json.loads(Path(commit_json).read_text())
     ds = config["datasets"][dataset]
-    # Reading the store follows its references with Zarr's concurrency: keep to our share.
-    zarr.config.set({"async.concurrency": max(1, connections)})
-    access = Access.from_config(config)
-    result = validate(commit_doc, access, sample_chunks=ds["sample_chunks"], workers=connections)
+    # Reading the store follows its references with Zarr's concurrency: keep to our share of
+    # each server's connections, half of it (the other half fetches the sources); local
+    # files: no server to spare, many at once.
+    remote = any(not f["url"].startswith("file://") for f in record["files"])
+    zarr.config.set({"async.concurrency": max(1, connections - connections // 2) if remote else 16})
+    result = validate_part(
+        record,
+        files,
+        Access.from_config(config),
+        sample_chunks=ds["sample_chunks"],
+        workers=connections,
+        quicklook=quicklook,
+    )
+    if not Path(quicklook).exists():  # nothing to draw
+        Path(quicklook).write_bytes(b"")
+    write_json(out, result.to_dict())
+    log.info(
+        "%s part %d: %d files compared: %d variables, %d chunks, %d values, %d mismatches",
+        dataset,
+        part,
+        len(files),
+        len(result.variables_checked),
+        result.chunks_checked,
+        result.values_compared,
+        len(result.mismatches),
+    )
+
+
+def verdict_step(
+    config: dict[str, Any], dataset: str, commit_json: str, parts: list[str], out: str
+) -> None:
+    """The parts' verdicts joined into ``out`` (and ``validation.failed.json`` if it failed):
+    the report shows it, and publishing moves ``main`` only if it passed."""
+    from nc2ice.verdict import combine, load_json, write_json
+
+    record = load_json(commit_json)
+    result = combine(record, [load_json(p) for p in parts])
     failed = Path(out).with_suffix(".failed.json")
     write_json(out, result.to_dict())
     if result.passed:
@@ -122,9 +166,15 @@ def validate_step(
     else:
         write_json(failed, result.to_dict())
     log.info(
-        "%s: validation %s: %d variables, %d chunks, %d values compared, %d mismatches",
+        "%s: validation %s: %d files compared (%d changed, %d rechecked), %d taken on trust "
+        "from snapshot %s; %d variables, %d chunks, %d values, %d mismatches",
         dataset,
         "passed" if result.passed else "FAILED",
+        len(result.files_compared) + len(result.files_rechecked),
+        len(result.files_compared),
+        len(result.files_rechecked),
+        result.trusted["files"],
+        result.trusted["snapshot"],
         len(result.variables_checked),
         result.chunks_checked,
         result.values_compared,
@@ -137,10 +187,15 @@ def validate_step(
             "%s: the snapshot %s does not read back as the sources (see %s); main is not moved "
             "to it, and it stays on branch %s",
             dataset,
-            commit_doc["snapshot"],
+            record["snapshot"],
             failed,
-            commit_doc.get("branch"),
+            record.get("branch"),
         )
+
+
+def _paths(named: Any) -> list[str]:
+    """A named input as a list (Snakemake gives a lone file as a string)."""
+    return [named] if isinstance(named, str) else list(named)
 
 
 def _demo(smk: Any) -> None:
@@ -189,12 +244,16 @@ def _publish(smk: Any) -> None:
 
 def _report(smk: Any) -> None:
     from nc2ice.report import load, make_report
+    from nc2ice.verdict import combine
 
+    commit = load(smk.input.commit)
+    verdict = combine(commit, [load(p) for p in _paths(smk.input.parts)]).to_dict()
     figures = make_report(
-        load(smk.input.commit),
-        load(smk.input.validation),
+        commit,
+        verdict,
         Access.from_config(smk.config),
         Path(smk.output.summary).parent,
+        smk.input.quicklook,
     )
     log.info(
         "%s: report pages written: %d files, %d references, validation %s",
@@ -218,7 +277,12 @@ STEPS = {
         smk.config,
         smk.wildcards.dataset,
         smk.input.commit,
-        smk.output[0],
+        int(smk.wildcards.part),
+        smk.output.verdict,
+        smk.output.quicklook,
         connections=_connections(smk),
+    ),
+    "verdict": lambda smk: verdict_step(
+        smk.config, smk.wildcards.dataset, smk.input.commit, _paths(smk.input.parts), smk.output[0]
     ),
 }

@@ -1,23 +1,33 @@
-"""Reopen a store as a reader would and compare it with direct reads of the sources.
+"""Reopen a snapshot as a reader would and compare it with direct reads of the sources.
 
 The store is opened from its URL alone (the containers it records, anonymous or environment
-credentials), and each source file by netCDF-C, the reference reader, on its own path (local
-files, HTTP byte ranges), so a mistake in scanning, combining or writing shows up as a
-mismatch here.  Values, dtypes and attributes are compared exactly: where a store cannot
-give what netCDF readers give (a packed float32 variable decodes to float64 from Zarr), the
-commit declares it, and the values are compared decoded in the store's type.
+credentials) by xarray, as ``xr.open_zarr`` opens it.  Each compared source file is read by
+netCDF-C, the reference reader, on its own path, or from its bytes fetched in one request for
+a remote file (h5netcdf over large blocks for files too large for that, and for filters
+netCDF-C lacks), and decoded by xarray's CF decoding: a mistake in scanning, combining or
+writing shows up as a mismatch here.  Values, dtypes and attributes are compared exactly:
+where a store cannot give what netCDF readers give (a packed float32 variable decodes to
+float64 from Zarr), the commit declares it, and the values are compared decoded in the
+store's type.
+
+A validation compares what changed since the dataset's last validated snapshot (the plan in
+``commit.json``: ``nc2ice.checkplan``), in parts that run as jobs of their own; the store's
+side of a part is read in a few calls (the sampled chunks of every file at once, each
+coordinate once), the sources' side one file after the other (several at once over a
+network).  ``combine`` joins the parts' verdicts.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import io
 import logging
 import math
 import os
-import random
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,158 +36,24 @@ import hdf5plugin
 import numpy as np
 import xarray as xr
 
+from nc2ice import checkplan
 from nc2ice.access import Access, local_path
 from nc2ice.encoding import MEANING_ATTRS, convert_units, same_units
+from nc2ice.errors import AccessError
 from nc2ice.faults import pause
 from nc2ice.logs import Progress
 from nc2ice.reading import open_store_dataset
+from nc2ice.verdict import Validation, combine, compare_all, start
 
 # netCDF-C finds HDF5 filters (LZ4, Zstd, ...) through this path, as h5py does through hdf5plugin.
 os.environ.setdefault("HDF5_PLUGIN_PATH", hdf5plugin.PLUGIN_PATH)
 
 log = logging.getLogger(__name__)
-FULL_COMPARE_BYTES = 8 << 20
+FULL_COMPARE_BYTES = 8 << 20  # values stored in the store up to this size are compared whole
+STORE_BYTES = 256 << 20  # the store's side of a group of files held at once
+WHOLE_FILE_BYTES = 32 << 20  # remote files up to this size are fetched in one request
 # Attributes that netCDF readers turn into decoding (xarray moves them to .encoding).
 DECODING_ATTRS = {"_FillValue", "missing_value", "scale_factor", "add_offset", "units", "calendar"}
-
-
-@dataclass
-class Validation:
-    dataset: str
-    store: str
-    snapshot: str = ""
-    variables_checked: list[str] = field(default_factory=list)
-    chunks_checked: int = 0
-    values_compared: int = 0
-    attributes_compared: int = 0
-    mismatches: list[dict[str, Any]] = field(default_factory=list)
-    dtype_differences: dict[str, dict[str, str]] = field(default_factory=dict)
-    skipped_files: list[dict[str, str]] = field(default_factory=list)
-    changed_sources: dict[str, str] = field(default_factory=dict)
-    not_in_store: dict[str, str] = field(default_factory=dict)
-    what_commit_did: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return not self.mismatches and bool(self.variables_checked)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, **self.__dict__}
-
-
-def open_source(
-    url: str,
-    access: Access,
-    stack: ExitStack,
-    group: str | None = None,
-    netcdf_c: bool = True,
-    **kw: Any,
-) -> xr.Dataset:
-    """A source file opened by a reader independent of the scanner: netCDF-C, the reference,
-    for local files and remote netCDF3 (HTTP byte ranges; S3 objects, whose requests
-    netCDF-C cannot sign, through a temporary copy), and h5netcdf for remote HDF5 over the
-    configured obstore client (large blocks: a few requests per file; unnamed dimensions
-    named as netCDF-C names them).  ``netcdf_c=False`` reads local HDF5 by h5netcdf too:
-    h5py has filters (LZF) that netCDF-C lacks."""
-    if url.startswith("file://") and netcdf_c:
-        return _open(stack, local_path(url), "netcdf4", group, **kw)
-    reader = access.reader(url, head_bytes=4 << 20, block_bytes=4 << 20)  # pinned: validate()
-    if reader.read(4)[:3] != b"CDF":
-        reader.seek(0)
-        return _open(stack, reader, "h5netcdf", group, phony_dims="sort", **kw)
-    if url.startswith(("http://", "https://")):
-        return _open(stack, f"{url}#mode=bytes", "netcdf4", group, **kw)
-    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="nc2ice-validate-"))
-    copy = Path(folder) / "source.nc"
-    copy.write_bytes(access.get_ranges(url, [0], [access.head(url)["size"]])[0])
-    return _open(stack, copy, "netcdf4", group, **kw)
-
-
-def _open(stack: ExitStack, what: Any, engine: str, group: str | None, **kw: Any) -> xr.Dataset:
-    return stack.enter_context(xr.open_dataset(what, engine=engine, group=group, **kw))
-
-
-def validate(
-    commit: dict[str, Any], access: Access, *, sample_chunks: int, workers: int = 1
-) -> Validation:
-    result = Validation(
-        dataset=commit["dataset"], store=commit["store"], snapshot=commit["snapshot"]
-    )
-    result.skipped_files = commit.get("skipped", [])
-    # reads of the sources see the versions the scan recorded, or fail ("changed while...")
-    access = access.pinned({f["url"]: f["version"] for f in commit["files"] if f.get("version")})
-    report = commit.get("report", {})
-    result.not_in_store = report.get("dropped_variables", {})
-    result.what_commit_did = {
-        key: report.get(key)
-        for key in (
-            "files_as_is",
-            "files_split",
-            "files_copied",
-            "copied_bytes",
-            "copied_why",
-            "copied_variables",
-            "loaded_arrays",
-            "grids",
-            "dtype_differences",
-            "notes",
-        )
-    }
-    declared = report.get("dtype_differences", {})
-    meaning = Meaning(
-        converted=report.get("units_converted", {}),
-        accepted=set(report.get("accepted_differences", [])),
-    )
-    pause("validate:reading")
-    root = commit.get("group", "")  # the dataset's group in a repository shared by datasets
-    groups = commit.get("groups", [""])
-    progress = Progress(f"{commit['dataset']}: files compared", len(groups) * len(commit["files"]))
-    result.changed_sources = changed_sources(commit["files"], access, workers)
-    for file_id, what in result.changed_sources.items():
-        detail = f"the source changed since the commit ({what}); a rerun rescans it"
-        log.error("%s: %s", file_id, detail)
-        result.mismatches.append({"variable": "", "file": file_id, "detail": detail})
-    for group in groups:
-        inside = "/".join(p for p in (root, group) if p)
-        store_ds = open_store_dataset(commit["store"], access, inside, commit["snapshot"])
-        for n, entry in enumerate(commit["files"]):
-            if entry["file_id"] in result.changed_sources:  # its chunks are refused: no reads
-                progress.advance()
-                continue
-            with ExitStack() as stack:
-                source = functools.partial(open_source, entry["url"], access, stack, group or None)
-                check = _FileCheck(result, store_ds, entry, group, commit["concat_dim"], declared)
-                check.meaning = meaning
-                check.run(source, sample_chunks, attributes=n == 0)
-            progress.advance()
-    result.variables_checked = sorted(set(result.variables_checked))
-    return result
-
-
-def changed_sources(files: list[dict[str, Any]], access: Access, workers: int) -> dict[str, str]:
-    """The committed files whose size, ETag or Last-Modified is not what the commit recorded,
-    each with what changed.  A remote file is asked with a one-byte ranged GET (servers that
-    refuse HEAD answer it too)."""
-
-    def now(url: str) -> dict[str, Any]:
-        return access.head(url) if url.startswith("file://") else access.version(url)
-
-    def differences(entry: dict[str, Any]) -> str:
-        before = entry.get("version") or {}
-        try:
-            after = now(entry["url"])
-        except Exception as exc:  # noqa: BLE001 - gone or unreadable: that is the change
-            return f"now unreadable: {str(exc).removeprefix(entry['url'] + ': ')}"
-        names = {"size": "size", "etag": "ETag", "last_modified": "Last-Modified"}
-        return "; ".join(
-            f"{names[key]} {before[key]} -> {after.get(key) or '?'}"
-            for key in names
-            if before.get(key) and before[key] != after.get(key)
-        )
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        found = dict(zip([f["file_id"] for f in files], pool.map(differences, files), strict=True))
-    return {file_id: what for file_id, what in found.items() if what}
 
 
 @dataclass
@@ -186,127 +62,424 @@ class Meaning:
 
     converted: dict[str, dict[str, str]] = field(default_factory=dict)  # path -> file -> units
     accepted: set[str] = field(default_factory=set)  # attributes the config lets differ
+    declared: dict[str, dict[str, str]] = field(default_factory=dict)  # dtype differences
+
+    @classmethod
+    def of(cls, report: dict[str, Any]) -> Meaning:
+        return cls(
+            converted=report.get("units_converted", {}),
+            accepted=set(report.get("accepted_differences", [])),
+            declared=report.get("dtype_differences", {}),
+        )
 
 
-def _attribute(var: xr.Variable, key: str) -> Any:
-    """An attribute as the file has it, whether xarray kept it or moved it into decoding."""
-    return var.attrs.get(key, var.encoding.get(key))
+# -- the whole validation, and its parts ---------------------------------------------------------
 
 
-class _FileCheck:
-    """One source file against its piece of the store."""
+def validate(
+    commit: dict[str, Any], access: Access, *, sample_chunks: int, workers: int = 1
+) -> Validation:
+    """Every part of the commit's plan in this process, combined (tests, small datasets)."""
+    plan = commit.get("validation_plan") or compare_all(commit)
+    parts = [
+        validate_part(commit, files, access, sample_chunks=sample_chunks, workers=workers)
+        for files in plan["parts"]
+    ]
+    return combine(commit, [p.to_dict() for p in parts])
 
-    meaning = Meaning()
 
-    def __init__(self, result: Validation, store_ds, entry, group: str, concat_dim: str, declared):
-        self.result, self.store_ds, self.entry = result, store_ds, entry
-        self.group, self.concat_dim, self.declared = group, concat_dim, declared
-        self.rng = random.Random(entry["file_id"])
-        self.open_source: Any = None
-        self.netcdf_c = True
-        self.source = xr.Dataset()
-        self._raw: xr.Dataset | None = None
+def validate_part(
+    commit: dict[str, Any],
+    files: list[str],
+    access: Access,
+    *,
+    sample_chunks: int,
+    workers: int = 1,
+    quicklook: str | None = None,
+) -> Validation:
+    """Compare ``files`` with their pieces of the commit's snapshot."""
+    result = start(commit)
+    entries = [f for f in commit["files"] if f["file_id"] in set(files)]
+    # reads of the sources see the versions the scan recorded, or fail ("changed while...")
+    access = access.pinned({f["url"]: f["version"] for f in entries if f.get("version")})
+    pause("validate:reading")
+    first = commit["files"][0]["file_id"] if commit["files"] else None
+    progress = Progress(f"{commit['dataset']}: files compared", len(entries))
+    result.changed_sources = _changed_locally(entries)
+    for group in commit.get("groups", [""]):
+        part = _Part(commit, group, access, sample_chunks, result)
+        part.run(entries, first, workers, progress if not group else None)
+        if quicklook and not group:
+            part.save_quicklook(quicklook)
+    result.variables_checked = sorted(set(result.variables_checked))
+    result.files_compared = [f["file_id"] for f in entries]
+    return result
 
-    def raw(self) -> xr.Dataset:
-        """The source again, undecoded (only for variables whose dtype the store changes)."""
-        if self._raw is None:
-            self._raw = self.open_source(netcdf_c=self.netcdf_c, mask_and_scale=False)
-        return self._raw
 
-    def values(self, name: str, selection) -> np.ndarray:
-        """Values read from the source; a filter netCDF-C lacks falls back to h5netcdf."""
+def _changed_locally(entries: list[dict[str, Any]]) -> dict[str, str]:
+    """Local files whose size or modification time is not what the scan recorded (remote
+    files say so when read: every read is tied to the recorded version)."""
+    from nc2ice.access import differences, local_identity
+
+    found = {}
+    for entry in entries:
+        if not entry["url"].startswith("file://") or not entry.get("version"):
+            continue
         try:
-            return self.source.variables[name][selection].values
-        except RuntimeError as exc:
-            if "Filter error" not in str(exc) or not self.netcdf_c:
+            now = local_identity(local_path(entry["url"]))
+        except OSError as exc:
+            found[entry["file_id"]] = f"now unreadable: {exc.strerror or exc}"
+            continue
+        if what := differences(entry["version"], now):
+            found[entry["file_id"]] = what
+    return found
+
+
+# -- one group of one part: the store read in bulk, the sources one after the other ---------------
+
+# What xarray turns into decoding: files whose raw numbers and these attributes are the
+# store's read back as the store does, without decoding either side.
+DECODES = ("_FillValue", "missing_value", "scale_factor", "add_offset", "_Unsigned")
+TIME_DECODES = ("units", "calendar")
+
+
+class _Part:
+    """The files of one part against one group of the snapshot.  The store's side is read
+    raw (undecoded, as stored), a few calls for all the files; each file's raw numbers and
+    decoding attributes are compared with it, which proves they decode alike.  Variables the
+    commit re-encoded (times in other units, packing decoded, units converted) are compared
+    decoded, as xarray decodes both sides."""
+
+    def __init__(
+        self,
+        commit: dict[str, Any],
+        group: str,
+        access: Access,
+        sample_chunks: int,
+        result: Validation,
+    ):
+        self.commit, self.group, self.access, self.result = commit, group, access, result
+        self.sample_chunks = sample_chunks
+        self.concat_dim = commit["concat_dim"]
+        report = commit.get("report", {})
+        self.meaning = Meaning.of(report)
+        self.inside = "/".join(p for p in (commit.get("group", ""), group) if p)
+        self.store = open_store_dataset(
+            commit["store"], access, self.inside, commit["snapshot"], decode=False
+        )
+        self.reencoded = {
+            name for name in self.store.variables if _path(group, name) in _reencoded(report)
+        }
+        self.decoded_store: xr.Dataset | None = None
+        loaded = set(report.get("loaded_arrays", []))
+        # Values the store holds (not references), and small variables that do not run along
+        # the files, are read whole once; references of each file are sampled.
+        self.whole = {
+            name
+            for name, var in self.store.variables.items()
+            if _path(group, name) in loaded
+            or (
+                self.concat_dim not in var.dims
+                and var.size * var.dtype.itemsize <= FULL_COMPARE_BYTES
+            )
+        }
+        self.values: dict[str, dict[str, list[tuple[tuple[slice, ...], np.ndarray]]]] = {}
+        self.cache: dict[tuple[str, bool], np.ndarray] = {}  # whole variables, raw or decoded
+        self.quick: dict[str, Any] = {}
+
+    def run(self, entries: list[dict[str, Any]], first: str | None, workers: int, progress) -> None:
+        """A group of files at a time, in two stages: one thread fetches the next group's
+        sources and reads its side of the store while this thread compares the group before
+        (over a network half the connections fetch sources, half read the store)."""
+        todo = [e for e in entries if e["file_id"] not in self.result.changed_sources]
+        remote = any(not e["url"].startswith("file://") for e in todo)
+        fetchers = max(1, workers // 2) if remote else 1
+        self.overlap = not remote or workers >= 2  # one connection: one request at a time
+        groups = list(self._groups(todo, 8 * fetchers if remote else 256))
+        with ThreadPoolExecutor(fetchers) as pool, ThreadPoolExecutor(1) as stage:
+            ahead = stage.submit(self._prepare, groups[0], pool) if groups else None
+            for n, group in enumerate(groups):
+                fetched, wanted, values = ahead.result()
+                if n + 1 < len(groups):
+                    ahead = stage.submit(self._prepare, groups[n + 1], pool)
+                self.values = values
+                for entry, data in fetched:
+                    if entry["file_id"] in values:
+                        is_first = entry["file_id"] == first
+                        self._check_file(entry, data, wanted[entry["file_id"]], is_first)
+                for _ in group:
+                    if progress:
+                        progress.advance()
+
+    def _prepare(self, group: list[dict[str, Any]], pool: ThreadPoolExecutor):
+        """A group's sources fetched and its side of the store read, at the same time; a
+        file changed since its scan is named as such, not compared."""
+        coming = [pool.submit(self._fetch, e) for e in group]
+        if not self.overlap:
+            coming = [_done(f.result()) for f in coming]
+        wanted = {e["file_id"]: self._selections(e) for e in group}
+        values: dict[str, dict[str, list[tuple[tuple[slice, ...], np.ndarray]]]] = {}
+        refused: dict[str, tuple[str, str]] = {}
+        self._read_store(wanted, values, refused)
+        fetched = [(e, d) for e, d in (f.result() for f in coming) if d is not _FAILED]
+        for file_id, (path, said) in refused.items():
+            if file_id not in self.result.changed_sources:
+                self._mismatch({"file_id": file_id}, path, f"the store cannot read it: {said}")
+        return fetched, wanted, values
+
+    def _fetch(self, entry: dict[str, Any]) -> Any:
+        try:
+            return entry, _fetch(entry["url"], self.access)
+        except AccessError as exc:
+            self._unreadable(entry, exc)
+            return entry, _FAILED
+
+    def _unreadable(self, entry: dict[str, Any], exc: Exception) -> None:
+        what = str(exc).removeprefix(f"{entry['url']}: ")
+        if "changed" in what or "not found" in what or "no such file" in what:
+            self.result.changed_sources[entry["file_id"]] = what
+        else:
+            self._mismatch(entry, "", f"cannot be read: {what}")
+
+    def _groups(self, entries: list[dict[str, Any]], most: int) -> Iterator[list[dict[str, Any]]]:
+        """Files a few at a time (at most ``most``), so that the store's side of them stays
+        within STORE_BYTES in memory."""
+        per_file = sum(
+            _sampled_bytes(var, self.concat_dim, self.sample_chunks)
+            for name, var in self.store.variables.items()
+            if name not in self.whole
+        )
+        size = max(1, min(most, STORE_BYTES // max(1, per_file)))
+        for i in range(0, len(entries), size):
+            yield entries[i : i + size]
+
+    def _check_file(self, entry, data: Any, wanted, first: bool) -> None:
+        source = self._open(entry, data)
+        if source is None:
+            return
+        result, before = self.result, _counts(self.result)
+        try:
+            self._check(entry, source, first)
+        except _NeedsH5 as need:  # a filter netCDF-C lacks (LZF): h5py has it
+            _restore(result, before)  # what the first reader compared is compared again
+            source.close()
+            source = self._open(entry, data, h5=True)
+            if source is not None:
+                self._check(entry, source, first)
+            log.info("%s: read by h5netcdf (%s)", entry["file_id"], need)
+        finally:
+            if source is not None:
+                source.close()
+
+    def _open(self, entry: dict[str, Any], data: Any, h5: bool = False) -> Source | None:
+        try:
+            return Source.open(entry["url"], data, self.access, self.group or None, h5=h5)
+        except AccessError as exc:
+            self._unreadable(entry, exc)
+            return None
+
+    # -- what is compared -------------------------------------------------------------------
+
+    def _selections(self, entry: dict[str, Any]) -> dict[str, list[tuple[slice, ...]]]:
+        """Per variable, the regions of the store compared with this file: all of it for
+        values the store holds, else ``sample_chunks`` of its chunks, chosen anew for each
+        snapshot."""
+        out = {}
+        start, length = entry["start"], entry["length"]
+        for name, var in self.store.variables.items():
+            along = self.concat_dim in var.dims
+            full = tuple(
+                slice(start, start + length) if d == self.concat_dim else slice(0, n)
+                for d, n in zip(var.dims, var.shape, strict=True)
+            )
+            if name in self.whole or not var.dims:
+                out[name] = [full]
+                continue
+            chunks = var.encoding.get("preferred_chunks") or {}
+            sizes = [max(1, chunks.get(d, n) or 1) for d, n in zip(var.dims, var.shape)]
+            ranges = [_chunk_ranges(s.start, s.stop, c) for s, c in zip(full, sizes, strict=True)]
+            key = f"{entry['file_id']}/{self.commit['snapshot']}/{_path(self.group, name)}"
+            count = math.prod(len(r) for r in ranges)
+            picks = checkplan.sampled(key, count, max(1, self.sample_chunks) if along else 1)
+            out[name] = [_region(ranges, pick) for pick in picks]
+        return out
+
+    def _read_store(self, wanted, into, refused) -> None:
+        """The store's side of every file at once: each value-holding variable whole, each
+        referenced one in one call per tile (its chunks fetched concurrently)."""
+        for name, var in self._views():
+            decoded = name in self.reencoded
+            if name in self.whole or not var.dims:
+                if (name, decoded) not in self.cache:  # once, whatever the number of files
+                    self.cache[name, decoded] = var.values
+                for file_id, regions in wanted.items():
+                    for region in regions.get(name, []):
+                        block = self.cache[name, decoded][region]
+                        _got(into, file_id, name, region, block)
+                continue
+            by_tile: dict[tuple, list[tuple[str, tuple[slice, ...]]]] = defaultdict(list)
+            for file_id, regions in wanted.items():
+                for region in regions[name]:
+                    by_tile[tuple((s.start, s.stop) for s in region[1:])].append((file_id, region))
+            for tile, items in by_tile.items():
+                self._read_tile(name, var, tile, items, into, refused)
+
+    def _views(self) -> Iterator[tuple[str, xr.Variable]]:
+        """Each variable as it is compared: raw, or decoded where the commit re-encoded it."""
+        if self.reencoded and self.decoded_store is None:
+            self.decoded_store = open_store_dataset(
+                self.commit["store"], self.access, self.inside, self.commit["snapshot"]
+            )
+        for name, var in self.store.variables.items():
+            yield name, (self.decoded_store.variables[name] if name in self.reencoded else var)
+
+    def _read_tile(self, name: str, var: xr.Variable, tile, items, into, refused) -> None:
+        """One call for the chunks of every file in one tile, fetched concurrently; if the
+        store refuses one (its source changed), each file's again, to name it."""
+        steps = np.concatenate([np.arange(r[0].start, r[0].stop) for _, r in items])
+        where = _tile(var.dims[1:], tile)
+        try:
+            picked = var.isel({var.dims[0]: steps, **where}).values
+        except Exception:  # noqa: BLE001 - Icechunk's errors have no type of their own
+            if len(items) == 1:
                 raise
-        self.netcdf_c, self._raw = False, None
-        self.source = self.open_source(netcdf_c=False)
-        return self.source.variables[name][selection].values
+            for item in items:
+                with contextlib.suppress(Exception):
+                    self._read_tile(name, var, tile, [item], into, refused)
+                if item[0] not in into or name not in into[item[0]]:
+                    self._refused(item[0], name, var, tile, item[1], into, refused)
+            return
+        at = 0
+        for file_id, region in items:
+            n = region[0].stop - region[0].start
+            _got(into, file_id, name, region, picked[at : at + n])
+            at += n
 
-    def run(self, open_source, sample_chunks: int, attributes: bool) -> None:
-        self.open_source = open_source
-        source = self.source = open_source()
-        if attributes:  # the store keeps the attributes of the first file
-            self.attributes("", self.store_ds.attrs, source.attrs)
-        for name, svar in self.store_ds.variables.items():
-            path = f"{self.group}/{name}".lstrip("/")
-            if name not in source.variables:
-                if path not in self.result.not_in_store:
-                    self.mismatch(path, "in the store but not in the source file")
-                continue
-            src = source.variables[name]
-            if attributes:
-                self.attributes(path, svar.attrs, src.attrs)
-            self.same_meaning(path, svar, src)
-            if self.concat_dim in svar.dims:
-                start, length = self.entry["start"], self.entry["length"]
-                svar = svar.isel({self.concat_dim: slice(start, start + length)})
-            # Variables without concat_dim come from the first file and are compared with
-            # every file: one that differs elsewhere fails here instead of hiding in the store.
+    def _refused(self, file_id: str, name: str, var, tile, region, into, refused) -> None:
+        try:
+            self._read_tile(name, var, tile, [(file_id, region)], into, refused)
+        except Exception as exc:  # noqa: BLE001 - what the store says is the finding
+            said = str(exc).strip().splitlines()[-1].strip(" `->|")
+            refused[file_id] = (_path(self.group, name), said)
+            into.pop(file_id, None)
+
+    # -- one source file --------------------------------------------------------------------
+
+    def _check(self, entry, source: Source, first: bool) -> None:
+        file_id = entry["file_id"]
+        if first:
+            self._attributes(entry, "", self.store.attrs, source.global_attrs())
+        for name in self.store.variables:
+            if name not in source.names and _path(self.group, name) not in self.result.not_in_store:
+                detail = "in the store but not in the source file"
+                self._mismatch(entry, _path(self.group, name), detail)
+        names = [n for n in self.store.variables if n in source.names]
+        try:
+            attrs = {n: source.attrs(n) for n in names}
+            _inherit_time(attrs)
+            decoded = self._decoded(entry, source, [n for n in names if n in self.reencoded])
+        except AccessError as exc:
+            self.result.changed_sources[file_id] = str(exc).removeprefix(f"{entry['url']}: ")
+            return
+        for name in names:
+            path = _path(self.group, name)
+            svar = self.store.variables[name]
+            if first:
+                self._attributes(entry, path, _shown(svar.attrs), _shown(attrs[name]))
+            self._meaning(entry, path, svar, attrs[name], name in self.reencoded)
             self.result.variables_checked.append(path)
-            if svar.shape != src.shape:
-                self.mismatch(path, f"shape {svar.shape} in the store, {src.shape} in the source")
+            shape = tuple(
+                entry["length"] if d == self.concat_dim else n
+                for d, n in zip(svar.dims, svar.shape, strict=True)
+            )
+            if shape != source.shape(name):
+                detail = f"shape {shape} in the store, {source.shape(name)} in the source"
+                self._mismatch(entry, path, detail)
                 continue
-            if (
-                svar.dtype != src.dtype
-                and path not in self.meaning.converted
-                and not _dates_both(svar.dtype, src.dtype)
-                and not self.dtype_declared(path, name, svar, src)
+            if name in self.reencoded:
+                self._compare_decoded(entry, path, name, decoded[name])
+            else:
+                self._compare_raw(entry, path, name, source, attrs[name])
+
+    def _decoded(self, entry, source: Source, names: list[str]) -> dict[str, list[np.ndarray]]:
+        regions = {n: [r for r, _ in self.values[entry["file_id"]].get(n, [])] for n in names}
+        return source.decoded(regions, self.concat_dim, entry["start"]) if names else {}
+
+    def _compare_raw(self, entry, path: str, name: str, source: Source, attrs: dict) -> None:
+        """Raw numbers as stored, and the attributes that decode them, alike: the two
+        decode alike."""
+        svar = self.store.variables[name]
+        if path in self.meaning.declared:  # decodes to another float type, as declared
+            self.result.dtype_differences[path] = self.meaning.declared[path]
+        decodes = DECODES + (TIME_DECODES if _is_time(svar.attrs) else ())
+        for key in decodes:
+            got, want = svar.attrs.get(key), attrs.get(key)
+            if (got is None and want is None) or _same_number(got, want):
+                continue
+            detail = f"{key} is {got!r} in the store but {want!r} in the source"
+            self._mismatch(entry, path, detail)
+        for region, stored in self.values[entry["file_id"]][name]:
+            raw = source.raw(name, _local(region, svar.dims, self.concat_dim, entry["start"]))
+            if raw.dtype != stored.dtype and not (
+                raw.dtype.kind in "SUO" or stored.dtype.kind in "SUO"
             ):
-                continue
-            for selection in _selections(svar, sample_chunks, self.rng):
-                want = self.wanted(path, name, src, selection, svar.dtype)
-                self.compare(path, svar[selection].values, want, selection)
+                detail = f"dtype {stored.dtype} in the store, {raw.dtype} in the source"
+                self._mismatch(entry, path, detail)
+                return
+            self._compare(entry, path, region, stored, raw)
+            self._quicklook(entry, name, svar, region, stored, raw)
 
-    def dtype_declared(self, path: str, name: str, svar, src) -> bool:
-        """A dtype difference the commit declared is reported; any other is a mismatch."""
-        declared = self.declared.get(path)
-        if declared and declared.get("zarr") == str(svar.dtype):
-            self.result.dtype_differences[path] = declared
-            return True
-        self.mismatch(path, f"dtype {svar.dtype} in the store, {src.dtype} in the source")
-        return False
+    def _compare_decoded(self, entry, path: str, name: str, wants: list[np.ndarray]) -> None:
+        svar = self.store.variables[name]
+        for (region, stored), want in zip(self.values[entry["file_id"]][name], wants, strict=True):
+            want = self._wanted(entry, path, want, stored.dtype)
+            if want is None:
+                return
+            self._compare(entry, path, region, stored, want)
+            self._quicklook(entry, name, svar, region, stored, want)
 
-    def same_meaning(self, path: str, svar: xr.Variable, src: xr.Variable) -> None:
-        """Every file's attributes that change what its numbers mean agree with the store's
-        (units compared as units), except where the commit re-encoded times, converted
-        units, or the config accepts a difference."""
-        skip = set(self.meaning.accepted)
-        if np.dtype(svar.dtype).kind in "mMO" or path in self.meaning.converted:
-            skip |= {"units", "calendar"}  # times decoded (their units may be re-encoded)
-        for key in MEANING_ATTRS:
-            if key in skip:
-                continue
-            got, want = _attribute(svar, key), _attribute(src, key)
-            same = same_units(got, want) if key == "units" else same_attribute(got, want)
-            if got is None and want is None or same:
-                continue
-            self.result.attributes_compared += 1
-            self.mismatch(path, f"{key} is {got!r} in the store but {want!r} in the source")
-
-    def wanted(self, path, name, src, selection, dtype) -> np.ndarray:
+    def _wanted(self, entry, path: str, want: np.ndarray, dtype: np.dtype):
+        """The source's values as the store must give them: converted to the first file's
+        units, in the store's type where the commit declared it (decoded packing)."""
         converted = self.meaning.converted.get(path)
-        if converted:  # values of other units, converted as the commit converted them
-            values = self.values(name, selection).astype(dtype)
-            units, target = converted.get(self.entry["file_id"]), next(iter(converted.values()))
+        if converted:
+            values = want.astype(dtype)
+            units, target = converted.get(entry["file_id"]), next(iter(converted.values()))
             if units is None or same_units(units, target):
                 return values
             return convert_units(values, units, target)
-        if src.dtype == dtype or _dates_both(src.dtype, dtype):
-            return self.values(name, selection)
-        raw = self.raw().variables[name]  # decode the packed values in the store's type
-        return decode_packed(raw[selection].values, raw.attrs, np.dtype(dtype))
+        if want.dtype == dtype or _dates_both(want.dtype, dtype) or want.dtype.kind == "f":
+            return want.astype(dtype) if want.dtype.kind == "f" else want
+        self._mismatch(entry, path, f"dtype {dtype} in the store, {want.dtype} in the source")
+        return None
 
-    def compare(self, path, got: np.ndarray, want: np.ndarray, selection) -> None:
+    def _compare(self, entry, path: str, region, got: np.ndarray, want: np.ndarray) -> None:
         self.result.chunks_checked += 1
         self.result.values_compared += int(np.size(want))
         if _equal(got, want):
             return
-        where = ", ".join(f"{s.start}:{s.stop}" for s in selection)
-        self.mismatch(path, f"values differ in [{where}]: {_first_difference(got, want)}")
+        where = ", ".join(f"{s.start}:{s.stop}" for s in region)
+        self._mismatch(entry, path, f"values differ in [{where}]: {_first_difference(got, want)}")
 
-    def attributes(self, path: str, got: dict[str, Any], want: dict[str, Any]) -> None:
+    def _meaning(self, entry, path: str, svar: xr.Variable, attrs: dict, reencoded: bool) -> None:
+        """Every file's attributes that change what its numbers mean agree with the store's
+        (units compared as units), except where the commit re-encoded times, converted
+        units, or the config accepts a difference."""
+        skip = set(self.meaning.accepted)
+        if reencoded or _is_time(svar.attrs):
+            skip |= {"units", "calendar"}  # compared with the raw numbers, or re-encoded
+        for key in MEANING_ATTRS:
+            if key in skip:
+                continue
+            got, want = svar.attrs.get(key), attrs.get(key)
+            same = same_units(got, want) if key == "units" else same_attribute(got, want)
+            if (got is None and want is None) or same:
+                continue
+            self.result.attributes_compared += 1
+            self._mismatch(entry, path, f"{key} is {got!r} in the store but {want!r} in the source")
+
+    def _attributes(self, entry, path: str, got: dict[str, Any], want: dict[str, Any]) -> None:
+        """The store keeps the first file's attributes: every one of them, as it has them."""
         where = path or "the global attributes"
         for key in sorted(set(got) | set(want)):
             if key in DECODING_ATTRS:
@@ -314,17 +487,354 @@ class _FileCheck:
             self.result.attributes_compared += 1
             if key not in got or key not in want:
                 side = "store" if key not in got else "source"
-                self.mismatch(where, f"attribute {key!r} missing in the {side}")
+                self._mismatch(entry, where, f"attribute {key!r} missing in the {side}")
             elif not same_attribute(got[key], want[key]):
-                self.mismatch(
+                self._mismatch(
+                    entry,
                     where,
                     f"attribute {key!r} is {got[key]!r} in the store, {want[key]!r} in the source",
                 )
 
-    def mismatch(self, path: str, detail: str) -> None:
-        file_id = self.entry["file_id"]
-        log.error("%s in %s: %s", path, file_id, detail)
+    def _mismatch(self, entry, path: str, detail: str) -> None:
+        file_id = entry["file_id"]
+        log.error("%s in %s: %s", path or "the file", file_id, detail)
         self.result.mismatches.append({"variable": path, "file": file_id, "detail": detail})
+
+    # -- quicklooks: what the report draws, from values already read ------------------------
+
+    def _quicklook(self, entry, name: str, svar, region, stored, source) -> None:
+        """Data variables only: not coordinates, their bounds, or times."""
+        if name in self.quick or svar.ndim == 0 or stored.dtype.kind not in "iuf":
+            return
+        if svar.dims == (name,) or _is_time(svar.attrs) or name in self._bounds():
+            return
+        decoded = {}
+        if name not in self.reencoded:  # raw numbers: masked and scaled as a reader sees them
+            attrs = {k: svar.attrs[k] for k in DECODES if k in svar.attrs}
+            decoded = {"store": _masked(stored, attrs), "source": _masked(source, attrs)}
+        self.quick[name] = {
+            "file_id": entry["file_id"],
+            "region": region,
+            "store": decoded.get("store", stored),
+            "source": decoded.get("source", source),
+        }
+
+    def _bounds(self) -> set[str]:
+        return {
+            str(v.attrs[k])
+            for v in self.store.variables.values()
+            for k in ("bounds", "climatology")
+            if k in v.attrs
+        }
+
+    def save_quicklook(self, path: str) -> None:
+        """The first compared field of each variable (store and source), for the report."""
+        arrays = {f"{name}::store": q["store"] for name, q in self.quick.items()}
+        arrays.update({f"{name}::source": q["source"] for name, q in self.quick.items()})
+        meta = {
+            name: {
+                "file_id": q["file_id"],
+                "region": [[s.start, s.stop] for s in q["region"]],
+                "dims": list(self.store.variables[name].dims),
+                "attrs": {
+                    k: str(v)
+                    for k, v in self.store.variables[name].attrs.items()
+                    if k in ("bounds", "climatology")
+                },
+            }
+            for name, q in self.quick.items()
+        }
+        arrays["meta"] = np.array(repr(meta))
+        with open(path, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+
+def _done(value: Any) -> Future:
+    done: Future = Future()
+    done.set_result(value)
+    return done
+
+
+_COUNTS = ("chunks_checked", "values_compared", "attributes_compared")
+
+
+def _counts(result: Validation) -> tuple:
+    return (*(getattr(result, k) for k in _COUNTS), len(result.mismatches))
+
+
+def _restore(result: Validation, counts: tuple) -> None:
+    for key, value in zip(_COUNTS, counts, strict=False):
+        setattr(result, key, value)
+    del result.mismatches[counts[-1] :]
+
+
+def _got(into: dict, file_id: str, name: str, region, block: np.ndarray) -> None:
+    into.setdefault(file_id, {}).setdefault(name, []).append((region, block))
+
+
+def _reencoded(report: dict[str, Any]) -> set[str]:
+    return set(report.get("reencoded", [])) | set(report.get("units_converted", {}))
+
+
+def _is_time(attrs: dict[str, Any]) -> bool:
+    return "since" in str(attrs.get("units", ""))
+
+
+def _inherit_time(attrs: dict[str, dict[str, Any]]) -> None:
+    """Time bounds read with their coordinate's units and calendar, as xarray reads them
+    (and as the store holds them)."""
+    for own in attrs.values():
+        bounds = own.get("bounds")
+        if _is_time(own) and bounds in attrs:
+            for key in TIME_DECODES:
+                if key in own and key not in attrs[bounds]:
+                    attrs[bounds][key] = own[key]
+
+
+def _shown(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Attributes as a reader sees them: xarray takes a ``coordinates`` attribute as
+    encoding, not as an attribute."""
+    return {k: v for k, v in attrs.items() if k != "coordinates"}
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    """Attributes that decode numbers: equal values (the width of a number is the store's
+    declared business: ``dtype_differences``)."""
+    a, b = np.asarray(_attr(a)), np.asarray(_attr(b))
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind in "SUO" or b.dtype.kind in "SUO":
+        return [str(_text(x)) for x in a.ravel()] == [str(_text(x)) for x in b.ravel()]
+    return bool(np.array_equal(a.astype("f8"), b.astype("f8"), equal_nan=True))
+
+
+def _masked(values: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
+    out = values.astype("f8")
+    for key in ("_FillValue", "missing_value"):
+        if key in attrs:
+            out[np.isin(values, np.atleast_1d(attrs[key]).astype(values.dtype))] = np.nan
+    return out * float(attrs.get("scale_factor", 1.0)) + float(attrs.get("add_offset", 0.0))
+
+
+def _local(region, dims, concat_dim: str, start: int) -> tuple[slice, ...]:
+    """A region of the store in the coordinates of one file."""
+    return tuple(
+        slice(s.start - start, s.stop - start) if d == concat_dim else s
+        for d, s in zip(dims, region, strict=True)
+    )
+
+
+_FAILED = object()  # a source that could not be fetched (and was named)
+
+
+class _NeedsH5(Exception):  # noqa: N818 - a request to read the file another way
+    """netCDF-C lacks a filter the file uses."""
+
+
+def _fetch(url: str, access: Access) -> bytes | None:
+    """A remote file's bytes in one request tied to its recorded version (None for local
+    files, read where they are, and for files too large to hold: read in blocks)."""
+    if url.startswith("file://"):
+        return None
+    size = int((access.versions.get(url) or {}).get("size") or 0)
+    if 0 < size <= WHOLE_FILE_BYTES:  # one request, tied to the version the scan recorded
+        return access.get_ranges(url, [0], [size])[0]
+    try:
+        reader = access.reader(url, head_bytes=WHOLE_FILE_BYTES, block_bytes=4 << 20)
+        if reader.length() > WHOLE_FILE_BYTES:
+            return None
+        reader.seek(0)
+        return reader.read()
+    except AccessError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - obstore raises several types
+        raise access.error(url, exc) from None
+
+
+def _is_hdf5(url: str, data: bytes | None) -> bool:
+    head = data[:8] if data is not None else local_path(url).open("rb").read(8)
+    return head.startswith(b"\x89HDF")
+
+
+def _sampled_bytes(var: xr.Variable, concat_dim: str, k: int) -> int:
+    """What the store's side of one file costs in memory for ``var``."""
+    chunks = var.encoding.get("preferred_chunks") or {}
+    sizes = [chunks.get(d, n) or 1 for d, n in zip(var.dims, var.shape, strict=True)]
+    per_chunk = math.prod(sizes) * var.dtype.itemsize
+    return per_chunk * (max(1, k) if concat_dim in var.dims else 1)
+
+
+def _path(group: str, name: str) -> str:
+    return f"{group}/{name}".lstrip("/")
+
+
+def _chunk_ranges(start: int, stop: int, size: int) -> list[tuple[int, int]]:
+    """The chunk-aligned pieces of [start, stop) on a grid of ``size``."""
+    if stop <= start:
+        return [(start, start)]
+    first = start - start % size
+    return [(max(a, start), min(a + size, stop)) for a in range(first, stop, size)]
+
+
+def _region(ranges: list[list[tuple[int, int]]], pick: int) -> tuple[slice, ...]:
+    """The ``pick``-th chunk (C order) of a grid of per-axis ranges."""
+    out = []
+    for axis in reversed(ranges):
+        pick, i = divmod(pick, len(axis))
+        out.append(slice(*axis[i]))
+    return tuple(reversed(out))
+
+
+def _tile(dims: tuple[str, ...], tile: tuple[tuple[int, int], ...]) -> dict[str, slice]:
+    return {d: slice(a, b) for d, (a, b) in zip(dims, tile, strict=True)}
+
+
+# -- a source file, read by netCDF-C and decoded as xarray decodes ------------------------------
+
+
+class Source:
+    """One source file, read by netCDF-C (local files by path, remote ones from their bytes,
+    fetched in one request, tied to the version the scan recorded), or by h5netcdf where
+    netCDF-C cannot (a filter it lacks, files too large to fetch whole)."""
+
+    def __init__(self, handle: Any, names: list[str], close: Any, h5: bool = False):
+        self.handle, self.names, self._close, self.h5 = handle, names, close, h5
+
+    @classmethod
+    def open(
+        cls, url: str, data: bytes | None, access: Access, group: str | None, h5: bool = False
+    ) -> Source:
+        """``data``: a remote file's bytes (``_fetch``), or None to read it where it is."""
+        import netCDF4
+
+        if not h5 and data is None and not url.startswith("file://"):  # too large to fetch
+            reader = access.reader(url, block_bytes=4 << 20)
+            if reader.read(4)[:3] == b"CDF":
+                return cls._large_netcdf3(url, access, group)
+            return cls._h5netcdf(reader, group)
+        if h5:
+            where = local_path(url) if data is None else io.BytesIO(data)
+            return cls._h5netcdf(where, group)
+        try:
+            if data is None:
+                nc = netCDF4.Dataset(local_path(url))
+            else:
+                nc = netCDF4.Dataset("source.nc", memory=data)
+        except OSError as exc:  # HDF5 netCDF-C refuses (references, odd links): h5netcdf
+            if not _is_hdf5(url, data):
+                raise AccessError(f"{url}: netCDF-C cannot open it ({exc})") from None
+            return cls.open(url, data, access, group, h5=True)
+        handle = nc[group] if group else nc
+        return cls(handle, list(handle.variables), nc.close)
+
+    @classmethod
+    def _large_netcdf3(cls, url: str, access: Access, group: str | None) -> Source:
+        """netCDF-C reads HTTP byte ranges itself; S3 objects, whose requests it cannot
+        sign, through a temporary copy."""
+        import netCDF4
+
+        if url.startswith(("http://", "https://")):
+            nc = netCDF4.Dataset(f"{url}#mode=bytes")
+            return cls(nc, list(nc.variables), nc.close)
+        folder = tempfile.TemporaryDirectory(prefix="nc2ice-validate-")
+        copy = Path(folder.name) / "source.nc"
+        copy.write_bytes(access.get_ranges(url, [0], [access.head(url)["size"]])[0])
+        nc = netCDF4.Dataset(copy)
+
+        def close() -> None:
+            nc.close()
+            folder.cleanup()
+
+        return cls(nc, list(nc.variables), close)
+
+    @classmethod
+    def _h5netcdf(cls, fileobj: Any, group: str | None) -> Source:
+        ds = xr.open_dataset(
+            fileobj, engine="h5netcdf", group=group, phony_dims="sort", decode_cf=False
+        )
+        return cls(ds, list(ds.variables), ds.close, h5=True)
+
+    def close(self) -> None:
+        self._close()
+
+    def global_attrs(self) -> dict[str, Any]:
+        if self.h5:
+            return dict(self.handle.attrs)
+        return {k: self.handle.getncattr(k) for k in self.handle.ncattrs()}
+
+    def attrs(self, name: str) -> dict[str, Any]:
+        var = self.handle.variables[name]
+        if self.h5:
+            return dict(var.attrs)
+        attrs = {k: var.getncattr(k) for k in var.ncattrs()}
+        if getattr(var.dtype, "kind", "O") == "S" and "_FillValue" in attrs:  # as xarray does
+            attrs["_FillValue"] = np.bytes_(attrs["_FillValue"])
+        return attrs
+
+    def dims(self, name: str) -> tuple[str, ...]:
+        var = self.handle.variables[name]
+        return tuple(var.dims if self.h5 else var.dimensions)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.handle.variables[name].shape)
+
+    def raw(self, name: str, region: tuple[slice, ...]) -> np.ndarray:
+        """Numbers as the file stores them (netCDF-C: no masking, scaling or joining of
+        characters; xarray reads them so before it decodes)."""
+        var = self.handle.variables[name]
+        if self.h5:
+            return np.asarray(var[region].values)
+        var.set_auto_maskandscale(False)
+        with contextlib.suppress(AttributeError):
+            var.set_auto_chartostring(False)
+        try:
+            return np.asarray(var[region])
+        except RuntimeError as exc:
+            if "Filter error" in str(exc):
+                raise _NeedsH5(str(exc)) from None
+            raise
+
+    def decoded(
+        self, regions: dict[str, list[tuple[slice, ...]]], concat_dim: str, start: int
+    ) -> dict[str, list[np.ndarray]]:
+        """Each region of each variable (in the store's coordinates: shifted to the file's),
+        decoded as ``xr.open_dataset`` decodes the file."""
+        variables: dict[str, xr.Variable] = {}
+        for name, wanted in regions.items():
+            dims, attrs = self.dims(name), self.attrs(name)
+            for n, region in enumerate(wanted):
+                raw = self.raw(name, _local(region, dims, concat_dim, start))
+                variables[f"{name}\0{n}"] = xr.Variable(dims, raw, dict(attrs))
+        bounds = self._time_parents(regions)
+        decoded, _, _ = xr.conventions.decode_cf_variables(
+            {**bounds, **_with_bounds(variables, bounds)}, {}, decode_coords=False
+        )
+        out: dict[str, list[np.ndarray]] = {}
+        for key in variables:
+            out.setdefault(key.partition("\0")[0], []).append(np.asarray(decoded[key].values))
+        return out
+
+    def _time_parents(self, regions) -> dict[str, xr.Variable]:
+        """Time coordinates whose bounds are decoded (their units decode the bounds)."""
+        parents = {}
+        for name in self.names:
+            attrs = self.attrs(name)
+            if attrs.get("bounds") in regions and _is_time(attrs):
+                parents[f"{name}\0parent"] = xr.Variable((), 0, attrs)
+        return parents
+
+
+def _with_bounds(variables: dict[str, xr.Variable], parents: dict[str, xr.Variable]):
+    """xarray gives time bounds their coordinate's units and calendar as it decodes: the
+    same for regions keyed ``name\\0n``."""
+    for parent in parents.values():
+        bounds = parent.attrs["bounds"]
+        for key, target in variables.items():
+            if key.partition("\0")[0] == bounds:
+                for attr in TIME_DECODES:
+                    if attr in parent.attrs and attr not in target.attrs:
+                        target.attrs[attr] = parent.attrs[attr]
+    return variables
 
 
 def decode_packed(raw: np.ndarray, attrs: dict[str, Any], dtype: np.dtype) -> np.ndarray:
@@ -363,22 +873,6 @@ def _attr(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return np.asarray(value)
     return value
-
-
-def _selections(var: xr.Variable, k: int, rng: random.Random):
-    """Everything for small variables; else the first, the last and k more chunks."""
-    if var.size * var.dtype.itemsize <= FULL_COMPARE_BYTES or not var.dims:
-        return [tuple(slice(None) for _ in var.dims)]
-    chunks = var.encoding.get("preferred_chunks") or {}
-    sizes = [chunks.get(d, n) or 1 for d, n in zip(var.dims, var.shape)]
-    grid = [math.ceil(n / c) for n, c in zip(var.shape, sizes)]
-    picks = {tuple(0 for _ in grid), tuple(g - 1 for g in grid)}
-    while len(picks) < min(k + 2, math.prod(grid)):
-        picks.add(tuple(rng.randrange(g) for g in grid))
-    return [
-        tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, sizes, var.shape))
-        for index in sorted(picks)
-    ]
 
 
 def _dates_both(a: np.dtype, b: np.dtype) -> bool:

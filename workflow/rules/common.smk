@@ -48,6 +48,7 @@ def store_turn():
 wildcard_constraints:
     dataset="|".join(DATASETS),
     batch=r"b\d+",
+    part=r"\d+",
 
 
 def job_resources(step, whole=False):
@@ -90,6 +91,15 @@ def validations(wildcards):
         ["results/{dataset}/published.json", "results/{dataset}/report/summary.html"],
         dataset=DATASETS,
     )
+
+
+def validation_parts(wildcards):
+    """The verdicts of the validation's parts, as many as the dataset's batches of files
+    call for (the commit's plan gives each part its share of the files to compare)."""
+    from nc2ice.checkplan import part_count
+
+    parts = part_count(len(batch_indexes(wildcards)))
+    return [f"results/{wildcards.dataset}/validation/part{n}.json" for n in range(parts)]
 
 
 def after_listing(pattern):

@@ -3,8 +3,6 @@ rule publish:
     input:
         commit=after_listing("results/{dataset}/commit.json"),
         validation=after_listing("results/{dataset}/validation.json"),
-        # after the report, which shows the verdict either way
-        report=after_listing("results/{dataset}/report/summary.html"),
         # to write the same change again if main moved (other datasets of the repository)
         indexes=batch_indexes,
         sources=ancient("results/{dataset}/sources.tsv"),

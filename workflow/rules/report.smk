@@ -1,7 +1,10 @@
 rule dataset_report:
     input:
         commit=after_listing("results/{dataset}/commit.json"),
-        validation=after_listing("results/{dataset}/validation.json"),
+        # the parts' verdicts, joined here as the verdict joins them (beside it, not after)
+        parts=validation_parts,
+        # the fields the validation compared: no source is read again
+        quicklook=after_listing("results/{dataset}/validation/part0.npz"),
     output:
         summary=report(
             "results/{dataset}/report/summary.html",
