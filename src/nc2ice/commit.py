@@ -386,9 +386,7 @@ class _Write:
             snapshot,
             branch,
         )
-        return Outcome(
-            snapshot, True, change, base, branch, tag, len(writer.parts), trusted, since
-        )
+        return Outcome(snapshot, True, change, base, branch, tag, len(writer.parts), trusted, since)
 
     def _write(self, writer: Writer, change: Change) -> None:
         plan, group = self.plan, self.group

@@ -99,7 +99,9 @@ def validation_parts(wildcards):
     from nc2ice.checkplan import part_count
 
     parts = part_count(len(batch_indexes(wildcards)))
-    return [f"results/{wildcards.dataset}/validation/part{n}.json" for n in range(parts)]
+    return [
+        f"results/{wildcards.dataset}/validation/part{n}.json" for n in range(parts)
+    ]
 
 
 def after_listing(pattern):
