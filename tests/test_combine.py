@@ -177,6 +177,7 @@ def test_files_without_coordinate_values_are_taken_in_listed_order_and_it_says_s
         tas = Variable("tas", ("time",), (2,), (2,), "<f4", {}, data=np.array([i, i], "f4"))
         return f"f{i}", Manifest(f"file:///f{i}.nc", {"tas": tas}, {"": {}})
 
-    plan = combine([file(1), file(0)], concat_dim="time")
+    plan = combine([file(1), file(0)], concat_dim="time", max_materialized_fraction=1.0)
     assert plan.files == ["f1", "f0"]
+    assert plan.report()["copied_bytes"] == 16  # values only: copies, counted
     assert any("no 'time' coordinate values" in n and "order listed" in n for n in plan.notes)

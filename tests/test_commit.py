@@ -178,3 +178,25 @@ def test_publishing_keeps_other_datasets_and_refuses_a_rival_of_the_same(tmp_pat
 
 def _named(plan, name: str, digest: str | None = None) -> dict:
     return {**_metadata(plan, digest or name), "dataset": name}
+
+
+def test_a_repository_nc2ice_did_not_write_is_never_overwritten(tmp_path):
+    """Someone else's Icechunk repository, or their group in a shared one, is refused:
+    nothing of theirs leaves main."""
+    store = normalize_url(str(tmp_path / "theirs.icechunk"))
+    repo = icechunk.Repository.create(
+        icechunk.local_filesystem_storage(str(tmp_path / "theirs.icechunk"))
+    )
+    session = repo.writable_session("main")
+    root = zarr.open_group(session.store, mode="w")
+    root.create_array("their_results", shape=(3,), dtype="f4")[:] = 7.0
+    root.require_group("v").create_array("kept", shape=(2,), dtype="i4")[:] = 1
+    theirs = session.commit("their work")
+    plan, _ = _plan(tmp_path, 2)
+    prefix = prefix_of(normalize_url(str(tmp_path / "v0.bin")))
+    with pytest.raises(CommitError, match="which no commit of dataset 'test' by nc2ice wrote"):
+        _commit(plan, store, [prefix])
+    with pytest.raises(CommitError, match="group 'v' already holds kept"):
+        _commit(plan, store, [prefix], group="v")
+    assert open_repository(store, Access()).lookup_branch("main") == theirs
+    _commit(plan, store, [prefix], group="mine")  # a group of its own: fine

@@ -162,3 +162,31 @@ def test_bounds_of_a_coordinate_that_is_not_time_keep_their_own_attributes():
         files.append((fid, m))
     plan = combine(files, concat_dim="time")
     assert "units" not in plan.arrays["lat_bnds"].template.attrs
+
+
+def test_missing_times_stay_missing_when_times_are_re_encoded():
+    """A time-of-maximum variable with fill values, its units differing between files: the
+    fill values are not dates (decoding them overflowed), they stay missing."""
+    first = _file(0, {"units": "K"}, time=("days since 2000-01-01", [0, 1], "<f8"))
+    later = _file(1, {"units": "K"}, time=("hours since 2000-01-03", [0, 24], "<f8"))
+    for i, (_, m) in enumerate((first, later)):
+        units = m.variables["time"].attrs["units"]
+        m.variables["tmax_time"] = Variable(
+            "tmax_time", ("time",), (2,), (2,), "<f8", {"units": units, "_FillValue": 1e20},
+            data=np.array([1e20, [0.5, 12.0][i]]),
+        )  # fmt: skip
+    plan = combine([first, later], concat_dim="time", max_materialized_fraction=1.0)
+    values = plan.arrays["tmax_time"].data
+    assert np.isnan(values[0]) and np.isnan(values[2]) and values[1] == 0.5 and values[3] == 2.5
+    assert np.isnan(plan.arrays["tmax_time"].template.attrs["_FillValue"])
+
+
+def test_calendar_and_unit_spellings_never_refuse():
+    assert same_units(None, "1") and same_units("", "1") and same_units("1", "dimensionless")
+    assert not same_units("degrees_north", "degrees_east")
+    assert same_units("degrees_north", "degree_N") and not same_units("degrees_east", "K")
+    first = _file(0, {"units": "K"}, time=("days since 2000-01-01", [0, 1], "<f8"))
+    later = _file(1, {"units": "K"}, time=("days since 2000-01-01", [2, 3], "<f8"))
+    first[1].variables["time"].attrs["calendar"] = "noleap"
+    later[1].variables["time"].attrs["calendar"] = "365_day"
+    assert combine([first, later], concat_dim="time").arrays["time"].data.tolist() == [0, 1, 2, 3]

@@ -43,7 +43,11 @@ _PLAIN = re.compile(r"[A-Za-z0-9/!$&'()*+,;=:@~._-]*")
 _CANONICAL = re.compile(r"(?:[A-Za-z0-9/!$&'()*+,;=:@~._-]|%[0-9A-Fa-f]{2})*")
 _STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_USER_INFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@\s]*)@")
+# A URL's user info: everything from "//" to the last "@" that a host follows (a password
+# may hold "@", "#", "?" or "/"); it may mask a path holding "@", which only costs a message.
+_USER_INFO = re.compile(
+    r"\b([A-Za-z][A-Za-z0-9+.-]*://)(\S*)@(?=[A-Za-z0-9.\-\[\]:]+(?:[/?#]|$|\s))"
+)
 
 
 def normalize_url(location: str) -> str:
@@ -140,8 +144,15 @@ def refuse_user_info(url: str) -> None:
     ``https://user:password@host/...`` would hand the password to every reader of the
     store, and it would be written into the manifests, the tables and the report.
     """
-    netloc = urlsplit(url).netloc
-    if "@" not in netloc:
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises where a password's "#", "?" or "/" cut the host
+    except ValueError:
+        raise AccessError(
+            f"{masked(url)}: not a URL whose host and port can be read (a password in it, "
+            "with '#', '?' or '/'?): a source or store URL holds no user name or password"
+        ) from None
+    if "@" not in parts.netloc:
         return
     raise AccessError(
         f"{masked(url)}: a URL with a user name or password cannot be a source or a store: "

@@ -67,7 +67,7 @@ class Prepared:
                     self.plan, store_url=self.store_url, prefixes=prefixes, **options
                 )
             repo = commit_mod.open_for_writing(self.store_url, self.access, prefixes, self.plan)
-            return commit_mod.commit_to(repo, self.plan, **options)
+            return commit_mod.commit_to(repo, self.plan, store_url=self.store_url, **options)
 
 
 def prepare(
@@ -225,12 +225,7 @@ def publish_dataset(
     record, verdict = load_json(commit_json), load_json(validation_json)
     store, base, branch = record["store"], record["base"], record["branch"]
     if not verdict.get("passed"):
-        failed = Path(validation_json).with_suffix(".failed.json")
-        raise PublishError(
-            f"{dataset}: validation FAILED, so main was not moved: it stays at snapshot {base}. "
-            f"The snapshot that failed, {record['snapshot']}, is kept on branch {branch} of "
-            f"{store}; {failed} lists the mismatches"
-        )
+        raise PublishError(_refusal(config, dataset, record, validation_json))
     published = {
         "dataset": dataset,
         "store": store,
@@ -253,6 +248,8 @@ def publish_dataset(
                 prepared = prepare(config, dataset, indexes, sources_tsv)
                 if prepared.metadata["input_digest"] != _digest(repo, record["snapshot"]):
                     raise CommitError(f"{dataset}: the inputs changed since the commit: run again")
+                # the same plan, the same change: the validated snapshot vouches for it
+                prepared.metadata["validated_as"] = record["snapshot"]
                 return prepared.commit(base=tip, locked=True)
 
             done = commit_mod.publish(repo, dataset, record["group"], outcome, rewrite)
@@ -277,6 +274,28 @@ def room_in(store_url: str) -> Iterator[None]:
         if full is None:
             raise
         raise CommitError(f"{store_url}: {full}") from None
+
+
+def _refusal(config: dict[str, Any], dataset: str, record: dict[str, Any], verdict: str) -> str:
+    """What a failed validation leaves: main where it was, the snapshot on its branch (and
+    marked, so that no later run offers it again)."""
+    failed = Path(verdict).with_suffix(".failed.json")
+    store, snapshot = record["store"], record["snapshot"]
+    if not record["new_commit"]:
+        return (
+            f"{dataset}: validation FAILED for snapshot {snapshot}, which main holds already "
+            f"(nothing new was committed); {failed} lists the mismatches. A source that "
+            "changed or could not be read is rescanned, or read again, by the next run"
+        )
+    with contextlib.suppress(Exception):  # the message matters more than the mark
+        commit_mod.mark_failed(
+            commit_mod.open_repository(store, Access.from_config(config)), snapshot
+        )
+    return (
+        f"{dataset}: validation FAILED, so main was not moved: it stays at snapshot "
+        f"{record['base']}. The snapshot that failed, {snapshot}, is kept on branch "
+        f"{record['branch']} of {store}; {failed} lists the mismatches"
+    )
 
 
 def _change(record: dict[str, Any]) -> commit_mod.Change:

@@ -11,6 +11,7 @@ import numcodecs
 import numpy as np
 
 from nc2ice.access import Access
+from nc2ice.errors import ScanError
 from nc2ice.manifest import Variable
 
 
@@ -20,6 +21,19 @@ def decode_chunk(var: Variable, raw: bytes) -> np.ndarray:
     for config in reversed(codecs):
         data = numcodecs.get_codec(dict(config)).decode(data)
     return np.frombuffer(bytes(memoryview(data)), dtype=var.np_dtype).reshape(var.chunks)
+
+
+def _decoded(var: Variable, raw: bytes, url: str, index: tuple[int, ...]) -> np.ndarray:
+    """A chunk decoded; bytes its codecs cannot decode are a fault of the file (corrupt, or
+    rewritten while it was read), said in one line, not a codec's traceback."""
+    try:
+        return decode_chunk(var, raw)
+    except Exception as exc:  # noqa: BLE001 - zlib, numcodecs and numpy raise many types
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ScanError(
+            f"{url}: cannot decode chunk {index} of {var.path!r} ({text}): the file is "
+            "corrupt, or it changed while it was read"
+        ) from None
 
 
 Fetch = Callable[[str, list[int], list[int]], list[bytes]]  # url, offsets, lengths → bytes
@@ -52,7 +66,7 @@ def assemble(var: Variable, region: tuple[slice, ...], fetch: Fetch) -> np.ndarr
     for url, items in by_url.items():
         blobs = fetch(url, [o for _, o, _ in items], [n for _, _, n in items])
         for (index, _, _), raw in zip(items, blobs, strict=True):
-            _paste(out, bounds, index, var.chunks, decode_chunk(var, raw))
+            _paste(out, bounds, index, var.chunks, _decoded(var, raw, url, index))
     return out
 
 

@@ -7,6 +7,7 @@ chunk references, and which slabs must be copied.  Nothing is written here.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -173,8 +174,22 @@ def combine(
         found = reader_dtypes(versions[0][1], plan.arrays[path].template)
         if found:
             plan.dtype_differences[path] = found
+    _left_out_by_the_scan(manifests, plan)
     _check_copy_policy(plan, on_chunk_mismatch, max_materialized_fraction)
     return plan
+
+
+LEFT_OUT = re.compile(r"^left out '([^']+)': (.+)$")
+
+
+def _left_out_by_the_scan(manifests, plan: Plan) -> None:
+    """Variables a scan left out (with a note saying why) are named as left out, so that a
+    variable that is in a file but not in the store is always one of these."""
+    for _, manifest in manifests:
+        for note in manifest.notes:
+            found = LEFT_OUT.match(note)
+            if found and found.group(1) not in plan.arrays:
+                plan.dropped.setdefault(found.group(1), f"left out by the scan: {found.group(2)}")
 
 
 def _keeps_values(var: Variable, bounds: set[str]) -> bool:
@@ -304,14 +319,9 @@ class _Meaning:
                 found["units"] = units  # e.g. K beside m s-1: no conversion makes them one
                 units = None
         if found:
-            hint = (
-                "Set `convert_units: true` to store the values converted to the first file's "
-                "units (copied into the store), or list only the files that agree"
-                if "units" in found
-                else "If the difference does not change the values' meaning, list the "
-                f"attribute in `accept_differences` ({', '.join(sorted(found))})"
+            raise CombineError(
+                describe_differences(path, found) + "\n" + _hint(found, concatenated)
             )
-            raise CombineError(describe_differences(path, found) + "\n" + hint)
         for key in self.accepted:
             if meaning_differences(versions, set(self.accepted) - {key}).get(key):
                 plan.notes.append(
@@ -319,6 +329,36 @@ class _Meaning:
                     "first file's"
                 )
         return versions[0][1].attrs.get("units") if units is not None else None
+
+
+ACCEPTABLE = {
+    "standard_name",
+    "positive",
+    "valid_min",
+    "valid_max",
+    "valid_range",
+    "flag_values",
+    "flag_masks",
+    "flag_meanings",
+}
+
+
+def _hint(found: dict[str, Any], concatenated: bool) -> str:
+    """What the config can do about a difference of meaning."""
+    hints = []
+    if "units" in found and concatenated:
+        hints.append(
+            "set `convert_units: true` to store the values converted to the first file's "
+            "units (copied into the store)"
+        )
+    acceptable = sorted(set(found) & ACCEPTABLE)
+    if acceptable:
+        hints.append(
+            "if the difference does not change the values' meaning, list "
+            f"{', '.join(acceptable)} in `accept_differences`"
+        )
+    hints.append("list only the files that agree")
+    return "To go on: " + "; or ".join(hints)
 
 
 def _plan_array(
@@ -346,6 +386,10 @@ def _plan_array(
     if all(p.var.loaded for p in parts) and (keep_values or not everywhere):
         array.data = np.concatenate([p.var.data for p in parts], axis=0)
         array.chunks = _loaded_chunks(array.data, template)
+        if not keep_values and path not in plan.copied_static:  # a data variable: copies
+            odd = sum(not p.var.referenceable for p in parts)
+            why = f"{odd} of {len(parts)} files hold it in a form the store cannot reference"
+            plan.copied_static[path] = (array.data.nbytes, why)
         return array
     array.grid = plan_grid(parts, 0, shape, template)
     array.chunks, array.refs = array.grid.chunks, array.grid.refs

@@ -64,6 +64,9 @@ BRANCH = "main"
 PACKAGES = ("nc2ice", "virtualizarr", "icechunk", "zarr", "xarray", "obstore", "h5py", "snakemake")
 SHARD_REFERENCES = 500_000  # references per manifest shard: a reader loads only those it needs
 LOCK_FILE = "nc2ice.lock"
+FAILED_TAG = "nc2ice-failed-"  # + the id of a snapshot that failed validation
+CREATION_WAIT_S = 20  # how long a run waits for another run's creation of its repository
+CONFIG_TRIES = 5  # saves of the repository's config when runs add containers at once
 LOCK_WAIT_S = 3600  # how long a commit to a local store waits for another one to finish
 PUBLISH_TRIES = 5  # how often publishing writes its change again on a main that moved
 
@@ -302,7 +305,7 @@ def commit_plan(
     ensure_repository(store_url, access, prefixes)
     with store_lock(store_url):
         repo = open_for_writing(store_url, access, prefixes, plan)
-        return commit_to(repo, plan, access=access, **options)
+        return commit_to(repo, plan, access=access, store_url=store_url, **options)
 
 
 def commit_to(
@@ -316,10 +319,11 @@ def commit_to(
     checksums: dict[str, str | datetime],
     part_references: int = PART_REFERENCES,
     base: str | None = None,
+    store_url: str = "",
 ) -> Outcome:
     """Write ``plan`` on a branch of its own, based on ``base`` (default: where ``main``
     points now); ``main`` does not move (see ``publish``)."""
-    write = _Write(repo, plan, dataset, group, access, checksums, part_references)
+    write = _Write(repo, plan, dataset, group, access, checksums, part_references, store_url)
     return write.snapshot(metadata, base or repo.lookup_branch(BRANCH))
 
 
@@ -332,9 +336,12 @@ class _Write:
     access: Access
     checksums: dict[str, str | datetime]
     part_references: int
+    store_url: str = ""
 
     def snapshot(self, metadata: dict[str, Any], base: str) -> Outcome:
         found = last_commit(self.repo, self.dataset, base)
+        if found is None:
+            _refuse_if_not_ours(self.repo, base, self.group, self.dataset, self.store_url)
         previous = found[1] if found else None
         stored = stored_arrays(self.repo, self.group, base) if found else None
         change = decide(self.plan, metadata, previous, stored)
@@ -411,26 +418,59 @@ class _Write:
             write_copies(writer, where, array, reader)
 
 
+def _refuse_if_not_ours(
+    repo: icechunk.Repository, base: str, group: str, dataset: str, store_url: str
+) -> None:
+    """A repository (or, in a shared one, a group) that holds anything nc2ice did not commit
+    for this dataset is someone else's: never overwritten."""
+    store = repo.readonly_session(snapshot_id=base).store
+    try:
+        node = zarr.open_group(store, path=group or None, mode="r", zarr_format=3)
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+        return
+    held = sorted(name for name, _ in node.members())
+    if not held:
+        return
+    where = f"{store_url}: group {group!r}" if group else f"{store_url}: the repository"
+    shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+    raise CommitError(
+        f"{where} already holds {shown}, which no commit of "
+        f"dataset {dataset!r} by nc2ice wrote: it is someone else's, and nc2ice never "
+        "overwrites what it did not write. Choose another store.root or store.repository (or "
+        "another dataset name in a shared repository)"
+    )
+
+
 def waiting_snapshot(
     repo: icechunk.Repository, dataset: str, digest: str, base: str
 ) -> tuple[str, str] | None:
     """A branch of an earlier run of ``dataset`` whose snapshot holds the same inputs on the
     same base: (branch, snapshot), or None."""
+    failed = {t.removeprefix(FAILED_TAG) for t in repo.list_tags() if t.startswith(FAILED_TAG)}
     for branch in sorted(repo.list_branches()):
         if not branch.startswith(f"nc2ice-{dataset}-"):
             continue
         info = repo.lookup_snapshot(repo.lookup_branch(branch))
         metadata = dict(info.metadata or {})
+        if info.id in failed or metadata.get("dataset") != dataset:
+            continue  # a snapshot that failed validation is never offered again
         if metadata.get("input_digest") == digest and metadata.get("base") == base:
             return branch, info.id
     return None
+
+
+def mark_failed(repo: icechunk.Repository, snapshot: str) -> None:
+    """Remember that ``snapshot`` failed validation (a tag: its branch keeps its name)."""
+    if f"{FAILED_TAG}{snapshot}" not in repo.list_tags():
+        repo.create_tag(f"{FAILED_TAG}{snapshot}", snapshot)
 
 
 def ensure_repository(store_url: str, access: Access, prefixes: list[str]) -> None:
     """Create a repository where nothing is yet; refuse a location that holds anything else."""
     if is_repository(store_url, access):
         return
-    _refuse_if_occupied(store_url, access)
+    if _refuse_if_occupied(store_url, access):
+        return  # another run's repository, whose creation finished meanwhile
     config = access.repository_config(prefixes)
     try:
         if store_url.startswith("file://"):
@@ -438,20 +478,36 @@ def ensure_repository(store_url: str, access: Access, prefixes: list[str]) -> No
         else:
             icechunk.Repository.create(access.storage(store_url), config=config)
     except icechunk.IcechunkError:
-        if not is_repository(store_url, access):  # else: another run created it meanwhile
+        if not _repository_soon(store_url, access):  # else: another run created it meanwhile
             raise
     log.info("%s: a new Icechunk repository", store_url)
 
 
+def _repository_soon(store_url: str, access: Access, wait_s: float = CREATION_WAIT_S) -> bool:
+    """Whether a repository another run is creating here appears within ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        if is_repository(store_url, access):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
 def _create_local(path: Path, config: icechunk.RepositoryConfig) -> None:
-    """Create a local repository in a folder of its own, then rename it into place: a
-    creation that fails half way (a full disk) leaves nothing where the store goes."""
+    """Create a local repository where nothing is: in a folder of its own beside its place,
+    renamed into place, so that a creation that fails half way (a full disk) leaves nothing
+    where the store goes; in place in an empty folder that is there already (a mount point,
+    a folder made for it: it cannot be renamed onto)."""
+    if path.is_dir():
+        icechunk.Repository.create(icechunk.local_filesystem_storage(str(path)), config=config)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     work = path.parent / f".{path.name}.creating-{uuid.uuid4().hex[:8]}"
     try:
         icechunk.Repository.create(icechunk.local_filesystem_storage(str(work)), config=config)
         try:
-            os.rename(work, path)  # onto nothing, or an empty folder
+            os.rename(work, path)  # onto nothing
         except OSError:
             if not (path / "refs").is_dir():  # else: another run's creation won the rename
                 raise
@@ -463,26 +519,47 @@ def open_for_writing(store_url: str, access: Access, prefixes: list[str], plan: 
     """Open a repository with a container for each of ``prefixes`` (and those it had), its
     manifests split along the concatenation dimension."""
     storage = access.storage(store_url)
-    had = icechunk.Repository.open(storage).config.virtual_chunk_containers or {}
-    prefixes = sorted(set(prefixes) | set(had))
-    config = access.repository_config(prefixes)
-    splitting = _splitting(plan)
-    if splitting is not None:
-        config.manifest = icechunk.ManifestConfig(splitting=splitting)
-    repo = icechunk.Repository.open(
-        storage, config=config, authorize_virtual_chunk_access=access.authorize(prefixes)
-    )
-    if set(prefixes) != set(had):
-        repo.save_config()  # readers find the new containers in the repository itself
-    return repo
+    for attempt in range(CONFIG_TRIES):
+        had = icechunk.Repository.open(storage).config.virtual_chunk_containers or {}
+        every = sorted(set(prefixes) | set(had))
+        config = access.repository_config(every)
+        splitting = _splitting(plan)
+        if splitting is not None:
+            config.manifest = icechunk.ManifestConfig(splitting=splitting)
+        repo = icechunk.Repository.open(
+            storage, config=config, authorize_virtual_chunk_access=access.authorize(every)
+        )
+        if set(every) == set(had):
+            return repo
+        try:
+            repo.save_config()  # readers find the new containers in the repository itself
+            return repo
+        except icechunk.IcechunkError as exc:  # another run saved it meanwhile: merge again
+            if "updated" not in str(exc) or attempt + 1 == CONFIG_TRIES:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
-def _refuse_if_occupied(store_url: str, access: Access) -> None:
-    """A location that holds anything but an Icechunk repository is someone else's."""
+ICECHUNK_LAYOUT = {"config.yaml", "refs", "snapshots", "manifests", "chunks", "transactions"}
+
+
+def _refuse_if_occupied(store_url: str, access: Access) -> bool:
+    """A location that holds anything but an Icechunk repository is someone else's.  One
+    that holds only Icechunk's own layout is a repository being created by another run (True
+    once it is there), or one whose creation was killed half way (refused, saying so)."""
     found = access.list_location(store_url, limit=4)
     if not found:
-        return
+        return False
     shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+    if {name.split("/")[0] for name in found} <= ICECHUNK_LAYOUT:
+        if _repository_soon(store_url, access):
+            return True
+        raise CommitError(
+            f"{store_url}: an Icechunk repository whose creation did not finish (it holds "
+            f"{shown}, but no branch): a run creating it was stopped. If no other run is "
+            "creating it now, remove it and run again"
+        )
     raise CommitError(
         f"{store_url}: not an Icechunk repository, and not empty (it holds {shown}): nc2ice "
         "creates a repository only where nothing is yet, and never removes what it did not "

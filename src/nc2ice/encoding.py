@@ -26,7 +26,13 @@ from nc2ice.manifest import Manifest, Variable
 ENCODING_ATTRS = ("units", "calendar", "scale_factor", "add_offset", "_FillValue", "missing_value")
 TIME_UNITS = re.compile(r"^\s*\w+\s+since\s+", re.IGNORECASE)
 MAX_LOAD_BYTES = 64 << 20
-_CALENDAR_ALIASES = {"gregorian": "standard", "": "standard"}
+# Names of one calendar (CF): spelling never refuses an archive.
+_CALENDAR_ALIASES = {
+    "gregorian": "standard",
+    "": "standard",
+    "365_day": "noleap",
+    "366_day": "all_leap",
+}
 # Attributes that change what a number means, besides the packing (decoded above) and the
 # time encoding (re-encoded): files that differ in one of them are not concatenated blindly.
 MEANING_ATTRS = (
@@ -40,7 +46,24 @@ MEANING_ATTRS = (
     "flag_values",
     "flag_masks",
     "flag_meanings",
+    "_Unsigned",
 )
+# Units UDUNITS takes as one (degrees) but CF as two axes: compared as which axis they name.
+_AXIS_UNITS = {
+    "degrees_north": "north",
+    "degree_north": "north",
+    "degree_n": "north",
+    "degrees_n": "north",
+    "degreen": "north",
+    "degreesn": "north",
+    "degrees_east": "east",
+    "degree_east": "east",
+    "degree_e": "east",
+    "degrees_e": "east",
+    "degreee": "east",
+    "degreese": "east",
+}
+_DIMENSIONLESS = {"", "1", "dimensionless"}
 
 
 def is_time_like(var: Variable) -> bool:
@@ -109,14 +132,25 @@ def _unit(text: str) -> Any:
 def same_units(a: Any, b: Any) -> bool:
     """Whether two units attributes name one unit (``K`` and ``kelvin``, ``m s-1`` and
     ``m/s``), compared as units where UDUNITS reads both, as text otherwise."""
-    if a is None or b is None:
-        return a is b
+    a, b = _unitless(a), _unitless(b)
     if a == b:
         return True
+    if a is None or b is None:
+        return False
+    axes = _AXIS_UNITS.get(str(a).strip().lower()), _AXIS_UNITS.get(str(b).strip().lower())
+    if any(axes):
+        return axes[0] == axes[1]
     ua, ub = _unit(str(a).strip()), _unit(str(b).strip())
     if ua is not None and ub is not None:
         return ua == ub
     return " ".join(str(a).split()) == " ".join(str(b).split())
+
+
+def _unitless(units: Any) -> Any:
+    """No units, empty units and "1" all say dimensionless (CF): one spelling."""
+    if units is None or str(units).strip().lower() in _DIMENSIONLESS:
+        return "1"
+    return units
 
 
 def convertible(a: Any, b: Any) -> bool:
@@ -283,47 +317,67 @@ def _differences(path: str, versions: list[tuple[str, Variable]]) -> str:
 
 
 def _reencode_times(path: str, versions):
+    """Each file's times decoded and encoded again in the first file's units; values that
+    say "missing" (``_FillValue``, ``missing_value``, NaN) stay missing (NaN)."""
     ref = versions[0][1]
     units, cal = ref.attrs["units"], calendar(ref)
     dates, numbers = [], []
     for fid, var in versions:
-        if not np.size(var.data):  # a file with no steps has no times to re-encode
-            dates.append(np.array([], dtype=object).reshape(np.shape(var.data)))
-            numbers.append(np.zeros(np.shape(var.data), dtype="f8"))
-            continue
+        raw = np.asarray(var.data)
+        valid = ~_missing_times(raw, var.attrs)
         found = cftime.num2date(
-            var.data, var.attrs["units"], calendar(var), only_use_cftime_datetimes=True
+            raw[valid], var.attrs["units"], calendar(var), only_use_cftime_datetimes=True
         )
-        if calendar(var) != cal:
+        if calendar(var) != cal and found.size:
             found = _same_dates_in(
                 found,
                 cal,
                 f"{path!r}: calendar {calendar(var)!r} in {fid} but {cal!r} in {versions[0][0]}",
             )
+        values = np.full(raw.shape, np.nan)
+        if found.size:
+            values[valid] = np.asarray(cftime.date2num(found, units, cal), dtype="f8")
         dates.append(found)
-        numbers.append(np.asarray(cftime.date2num(found, units, cal), dtype="f8"))
+        numbers.append(values)
     dtype = _exact_type(path, versions, dates, numbers, units, cal)
     out = []
     for (fid, var), values in zip(versions, numbers, strict=True):
         var.data = values.astype(dtype)
         var.dtype = dtype.str
         var.refs, var.virtual = var.no_refs(), False  # the stored numbers differ now
-        var.attrs = {**var.attrs, "units": units, "calendar": ref.attrs.get("calendar", cal)}
+        attrs = {k: v for k, v in var.attrs.items() if k not in ("_FillValue", "missing_value")}
+        if np.isnan(values).any():  # missing times, as NaN
+            attrs["_FillValue"] = float("nan")
+        elif "_FillValue" in ref.attrs and dtype == ref.np_dtype.newbyteorder("<"):
+            attrs["_FillValue"] = ref.attrs["_FillValue"]
+        var.attrs = {**attrs, "units": units, "calendar": ref.attrs.get("calendar", cal)}
         out.append((fid, var))
     return out
 
 
+def _missing_times(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
+    missing = np.zeros(raw.shape, dtype=bool)
+    for key in ("_FillValue", "missing_value"):
+        if key in attrs:
+            missing |= np.isin(raw, np.atleast_1d(attrs[key]))
+    if raw.dtype.kind == "f":
+        missing |= ~np.isfinite(raw)
+    return missing
+
+
 def _exact_type(path, versions, dates, numbers, units: str, cal: str) -> np.dtype:
-    """The first file's type if every re-encoded time fits it exactly, else float64; a time
-    that even float64 cannot give back exactly is refused, naming its file."""
+    """The first file's type if every re-encoded time fits it exactly (float64 where a time
+    is missing), else float64; a time that even float64 cannot give back exactly is
+    refused, naming its file."""
     ref = versions[0][1].np_dtype.newbyteorder("<")
     for dtype in dict.fromkeys((ref, np.dtype("<f8"))):
         if all(_fits(values, dtype) for values in numbers):
             break
     for (fid, _), found, values in zip(versions, dates, numbers, strict=True):
-        if not values.size:
+        valid = values[~np.isnan(values)]
+        if not valid.size:
             continue
-        back = cftime.num2date(values.astype(dtype), units, cal, only_use_cftime_datetimes=True)
+        back = cftime.num2date(valid.astype(dtype), units, cal, only_use_cftime_datetimes=True)
         wrong = np.nonzero(np.ravel(back) != np.ravel(found))[0]
         if wrong.size:
             i = int(wrong[0])

@@ -127,9 +127,8 @@ def _changed_locally(entries: list[dict[str, Any]]) -> dict[str, str]:
             continue
         try:
             now = local_identity(local_path(entry["url"]))
-        except OSError as exc:
-            found[entry["file_id"]] = f"now unreadable: {exc.strerror or exc}"
-            continue
+        except OSError as exc:  # gone for a moment, or for good: the next listing tells
+            raise _unreadable_error(entry["url"], exc.strerror or str(exc)) from None
         if what := differences(entry["version"], now):
             found[entry["file_id"]] = what
     return found
@@ -235,11 +234,15 @@ class _Part:
             return entry, _FAILED
 
     def _unreadable(self, entry: dict[str, Any], exc: Exception) -> None:
+        """Another version than the scan's: the verdict names it (and the next run, which
+        sees the change, rescans it).  Not readable at all (gone, a server error): no
+        verdict, and the run stops; its rerun validates again, or its listing says the file
+        is gone."""
         what = str(exc).removeprefix(f"{entry['url']}: ")
-        if "changed" in what or "not found" in what or "no such file" in what:
+        if "changed" in what:
             self.result.changed_sources[entry["file_id"]] = what
-        else:
-            self._mismatch(entry, "", f"cannot be read: {what}")
+            return
+        raise _unreadable_error(entry["url"], what)
 
     def _groups(self, entries: list[dict[str, Any]], most: int) -> Iterator[list[dict[str, Any]]]:
         """Files a few at a time (at most ``most``), so that the store's side of them stays
@@ -311,7 +314,12 @@ class _Part:
             decoded = name in self.reencoded
             if name in self.whole or not var.dims:
                 if (name, decoded) not in self.cache:  # once, whatever the number of files
-                    self.cache[name, decoded] = var.values
+                    try:
+                        self.cache[name, decoded] = var.values
+                    except Exception as exc:  # noqa: BLE001 - a chunk the store cannot decode
+                        said = (_path(self.group, name), _said(exc))
+                        refused.update(dict.fromkeys(wanted, said))
+                        continue
                 for file_id, regions in wanted.items():
                     for region in regions.get(name, []):
                         block = self.cache[name, decoded][region]
@@ -335,33 +343,25 @@ class _Part:
 
     def _read_tile(self, name: str, var: xr.Variable, tile, items, into, refused) -> None:
         """One call for the chunks of every file in one tile, fetched concurrently; if the
-        store refuses one (its source changed), each file's again, to name it."""
+        store refuses one (its source changed, a chunk it cannot decode), each file's
+        again, to name the files it refuses."""
         steps = np.concatenate([np.arange(r[0].start, r[0].stop) for _, r in items])
         where = _tile(var.dims[1:], tile)
         try:
             picked = var.isel({var.dims[0]: steps, **where}).values
-        except Exception:  # noqa: BLE001 - Icechunk's errors have no type of their own
+        except Exception as exc:  # noqa: BLE001 - what the store says is the finding
             if len(items) == 1:
-                raise
+                refused[items[0][0]] = (_path(self.group, name), _said(exc))
+                into.pop(items[0][0], None)
+                return
             for item in items:
-                with contextlib.suppress(Exception):
-                    self._read_tile(name, var, tile, [item], into, refused)
-                if item[0] not in into or name not in into[item[0]]:
-                    self._refused(item[0], name, var, tile, item[1], into, refused)
+                self._read_tile(name, var, tile, [item], into, refused)
             return
         at = 0
         for file_id, region in items:
             n = region[0].stop - region[0].start
             _got(into, file_id, name, region, picked[at : at + n])
             at += n
-
-    def _refused(self, file_id: str, name: str, var, tile, region, into, refused) -> None:
-        try:
-            self._read_tile(name, var, tile, [(file_id, region)], into, refused)
-        except Exception as exc:  # noqa: BLE001 - what the store says is the finding
-            said = str(exc).strip().splitlines()[-1].strip(" `->|")
-            refused[file_id] = (_path(self.group, name), said)
-            into.pop(file_id, None)
 
     # -- one source file --------------------------------------------------------------------
 
@@ -373,6 +373,10 @@ class _Part:
             if name not in source.names and _path(self.group, name) not in self.result.not_in_store:
                 detail = "in the store but not in the source file"
                 self._mismatch(entry, _path(self.group, name), detail)
+        for name in source.names:  # what the store lacks was left out on purpose, and said
+            path = _path(self.group, name)
+            if name not in self.store.variables and path not in self.result.not_in_store:
+                self._mismatch(entry, path, "in the source file but not in the store")
         names = [n for n in self.store.variables if n in source.names]
         try:
             attrs = {n: source.attrs(n) for n in names}
@@ -468,11 +472,13 @@ class _Part:
         skip = set(self.meaning.accepted)
         if reencoded or _is_time(svar.attrs):
             skip |= {"units", "calendar"}  # compared with the raw numbers, or re-encoded
+        else:
+            skip.add("calendar")  # says nothing about numbers that are not times (as the commit)
         for key in MEANING_ATTRS:
             if key in skip:
                 continue
             got, want = svar.attrs.get(key), attrs.get(key)
-            same = same_units(got, want) if key == "units" else same_attribute(got, want)
+            same = same_units(got, want) if key == "units" else _same_number(got, want)
             if (got is None and want is None) or same:
                 continue
             self.result.attributes_compared += 1
@@ -568,6 +574,12 @@ def _restore(result: Validation, counts: tuple) -> None:
     del result.mismatches[counts[-1] :]
 
 
+def _said(exc: BaseException) -> str:
+    """The last line of what the store said (Icechunk's errors are many lines long)."""
+    lines = [line.strip(" `->|") for line in str(exc).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:300]
+
+
 def _got(into: dict, file_id: str, name: str, region, block: np.ndarray) -> None:
     into.setdefault(file_id, {}).setdefault(name, []).append((region, block))
 
@@ -624,7 +636,14 @@ def _local(region, dims, concat_dim: str, start: int) -> tuple[slice, ...]:
     )
 
 
-_FAILED = object()  # a source that could not be fetched (and was named)
+_FAILED = object()  # a source that changed since its scan (named in the verdict)
+
+
+def _unreadable_error(url: str, what: str) -> AccessError:
+    return AccessError(
+        f"{url}: cannot be read to validate it ({what}); nothing was published: run again "
+        "(if the file is gone for good, the next listing says so)"
+    )
 
 
 class _NeedsH5(Exception):  # noqa: N818 - a request to read the file another way
