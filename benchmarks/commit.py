@@ -29,14 +29,14 @@ BATCH = 100
 
 RUN = r"""
 import json, resource, sys, time
-from nc2ice.aggregate import aggregate
+from nc2ice.store.dataset import commit_dataset
 from nc2ice.logs import setup_logging
 work = sys.argv[1]
 config = json.loads(open(f"{work}/config.json").read())
 setup_logging(f"{work}/commit.log")
 start = time.perf_counter()
 indexes = sorted(str(p) for p in __import__("pathlib").Path(work, "manifests").glob("b*.tsv"))
-aggregate(config, "bench", indexes, f"{work}/commit.json", f"{work}/skipped.tsv")
+commit_dataset(config, "bench", indexes, f"{work}/commit.json", f"{work}/skipped.tsv")
 usage = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"wall": time.perf_counter() - start, "cpu": usage.ru_utime + usage.ru_stime,
                   "maxrss_mb": usage.ru_maxrss / 1024}))
@@ -45,8 +45,8 @@ print(json.dumps({"wall": time.perf_counter() - start, "cpu": usage.ru_utime + u
 
 def write_manifests(work: Path, files: int, chunks: int) -> int:
     """Manifests of ``files`` files of ``chunks`` time steps each; returns their bytes."""
-    from nc2ice.manifest import Manifest, Variable, write_manifest
-    from nc2ice.scan import Scanned, write_index
+    from nc2ice.model.index import Scanned, write_index
+    from nc2ice.model.manifest import Manifest, Variable, write_manifest
 
     total = 0
     lat, lon = np.linspace(-89.5, 89.5, 180), np.arange(360.0)

@@ -132,7 +132,9 @@ def commit(plan, store: str, prefixes: list[str], checksums: dict | None = None)
     """Commit a plan as the workflow would, outside the workflow, and publish it on main
     (as if it passed validation); the new snapshot's id."""
     from nc2ice.access import Access
-    from nc2ice.commit import commit_plan, open_repository, publish
+    from nc2ice.store.publish import publish
+    from nc2ice.store.repository import open_repository
+    from nc2ice.store.snapshot import commit_plan
 
     metadata = {
         "input_digest": json.dumps(plan.files),

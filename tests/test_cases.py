@@ -12,8 +12,8 @@ import pytest
 from archives import LAT, LON
 from conftest import commit_record, run_workflow, validation
 
-from nc2ice.reading import open_store_dataset
-from nc2ice.validate import same_attribute
+from nc2ice.check.equality import same_attribute
+from nc2ice.store.open import open_store_dataset
 
 pytestmark = pytest.mark.e2e
 
@@ -349,7 +349,7 @@ def _array_metadata(store_url: str) -> dict:
     import zarr
 
     from nc2ice.access import Access
-    from nc2ice.commit import open_repository
+    from nc2ice.store.repository import open_repository
 
     store = open_repository(store_url, Access()).readonly_session("main").store
     group = zarr.open_group(store, mode="r")

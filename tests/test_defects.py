@@ -14,11 +14,12 @@ import pytest
 from conftest import commit
 
 from nc2ice.access import Access, normalize_url, prefix_of
-from nc2ice.combine import combine
+from nc2ice.atomic import atomic_write_text
+from nc2ice.combine.plan import combine
 from nc2ice.errors import AccessError, CommitError, ScanError
-from nc2ice.manifest import Manifest, Variable, atomic_write_text
-from nc2ice.reading import open_store_dataset
-from nc2ice.scan import scan_file
+from nc2ice.model.manifest import Manifest, Variable
+from nc2ice.scan.scanner import scan_file
+from nc2ice.store.open import open_store_dataset
 
 
 def _manifest(i: int, url: str) -> tuple[str, Manifest]:
@@ -60,7 +61,7 @@ def test_a_refused_reference_stops_the_commit_and_leaves_nothing_behind(tmp_path
 
 
 def _batch(tmp_path, files, on_error):
-    from nc2ice.sources import Source
+    from nc2ice.sources.files import Source
 
     config = {"datasets": {"d": {"on_error": on_error, "inline_threshold": 0}}}
     sources = [Source(f.stem, normalize_url(str(f))) for f in files]
@@ -68,7 +69,7 @@ def _batch(tmp_path, files, on_error):
 
 
 def steps_scan(sources, folder, ds):
-    from nc2ice.scan import scan_batch
+    from nc2ice.scan.scanner import scan_batch
 
     return scan_batch(
         sources,
@@ -89,7 +90,7 @@ def test_on_error_skip_skips_bad_files_but_not_bugs(tmp_path, monkeypatch):
         raise TypeError("a bug in the scanner")
 
     with monkeypatch.context() as patched:
-        patched.setattr("nc2ice.scan.hdf5_steps", bug)
+        patched.setattr("nc2ice.scan.scanner.hdf5_steps", bug)
         with pytest.raises(TypeError, match="a bug in the scanner"):
             scan()
     assert not list((tmp_path / "m").glob("*.json"))
@@ -133,7 +134,7 @@ def test_reading_helpers_take_a_plain_path_and_print_no_library_warnings(tmp_pat
 
 
 def test_error_types_live_where_every_module_can_import_them():
-    code = "import sys, nc2ice.encoding; print('nc2ice.combine' in sys.modules)"
+    code = "import sys, nc2ice.combine.encodings; print('nc2ice.combine.plan' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -7,7 +7,7 @@ from archives import cdf5, clean, netcdf3
 from conftest import commit_record, read_back_in_new_process, run_workflow, validation
 
 from nc2ice.access import Access
-from nc2ice.commit import open_repository
+from nc2ice.store.repository import open_repository
 
 pytestmark = pytest.mark.e2e
 
@@ -211,7 +211,7 @@ def test_a_changed_source_is_refused_not_misread(tmp_path):
     import xarray as xr
 
     from nc2ice.access import Access
-    from nc2ice.reading import open_store_dataset
+    from nc2ice.store.open import open_store_dataset
 
     store = commit_record(tmp_path / "run", "tas")["store"]
     assert float(open_store_dataset(store, Access()).tas[0, 0, 0]) > 0
@@ -267,7 +267,7 @@ def test_two_datasets_share_one_local_repository_in_one_run(tmp_path):
     store = str(tmp_path / "all.icechunk")
     for name, files in (("first", first), ("second", second)):
         assert validation(tmp_path / "run", name)["passed"] is True
-        from nc2ice.reading import open_store_dataset
+        from nc2ice.store.open import open_store_dataset
 
         assert open_store_dataset(store, group=name).sizes["time"] == 12 * len(files)
     history = open_repository(f"file://{store}", Access()).ancestry(branch="main")

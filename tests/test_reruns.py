@@ -20,8 +20,8 @@ from conftest import (
 )
 
 from nc2ice.access import Access, normalize_url
-from nc2ice.commit import open_repository
-from nc2ice.reading import open_store_dataset
+from nc2ice.store.open import open_store_dataset
+from nc2ice.store.repository import open_repository
 
 pytestmark = pytest.mark.e2e
 

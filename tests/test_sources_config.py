@@ -10,7 +10,7 @@ import yaml
 
 from nc2ice import config as config_mod
 from nc2ice.access import Access, AccessError, normalize_url, prefix_of
-from nc2ice.sources import expand, file_ids, read_sources_file
+from nc2ice.sources.files import expand, file_ids, read_sources_file
 
 SCHEMA = Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 

@@ -14,7 +14,7 @@ __all__ = ["open_store_dataset"]
 def __getattr__(name: str) -> Any:
     # Lazily: the workflow imports nc2ice.config at parse time, without the data stack.
     if name == "open_store_dataset":
-        from nc2ice.reading import open_store_dataset
+        from nc2ice.store.open import open_store_dataset
 
         return open_store_dataset
     raise AttributeError(f"module 'nc2ice' has no attribute {name!r}")

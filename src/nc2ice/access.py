@@ -31,7 +31,7 @@ from nc2ice.errors import AccessError
 if TYPE_CHECKING:
     import icechunk
 
-    from nc2ice.reader import SourceReader
+    from nc2ice.remote_file import SourceReader
 
 SCHEMES = ("http", "https", "s3", "file")
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -322,9 +322,9 @@ class Access:
         return dataclasses.replace(self, versions=MappingProxyType(merged))
 
     def reader(self, url: str, **options: Any) -> SourceReader:
-        """A file-like view of one source (nc2ice.reader), its reads tied to the source's
+        """A file-like view of one source (nc2ice.remote_file), its reads tied to the source's
         pinned version, or else to the version its first response names."""
-        from nc2ice.reader import SourceReader
+        from nc2ice.remote_file import SourceReader
 
         version = self.versions.get(url)
         return SourceReader(

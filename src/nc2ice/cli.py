@@ -30,14 +30,14 @@ def main(argv: list[str] | None = None) -> None:
     status.add_argument("jobid")
     args = parser.parse_args(argv)
     if args.command == "pbs-status":
-        from nc2ice.pbs import main as pbs_status
+        from nc2ice.hpc.pbs import main as pbs_status
 
         pbs_status(args.jobid)
         return
     # here, not at the top: `pbs-status` runs every few seconds and must start fast
     from nc2ice.access import Access, normalize_url
-    from nc2ice.commit import BRANCH, open_repository
-    from nc2ice.reading import open_store_dataset
+    from nc2ice.store.open import open_store_dataset
+    from nc2ice.store.repository import BRANCH, open_repository
 
     config = yaml.safe_load(Path(args.configfile).read_text()) if args.configfile else {}
     access = Access.from_config(config)

@@ -82,8 +82,6 @@ def _validated(config: dict[str, Any], schema: str | Path) -> list[str]:
     """Check and complete ``config`` in place; the environment variables its paths use."""
     from snakemake.utils import validate as snakemake_validate
 
-    from nc2ice.cluster import check_settings
-
     try:
         snakemake_validate(config, str(schema), set_default=True)
     except Exception as exc:  # WorkflowError wrapping jsonschema's ValidationError
@@ -255,3 +253,35 @@ def store_location(config: dict[str, Any], name: str) -> tuple[str, str]:
         return normalize_url(str(shared)), name
     root = str(config["store"]["root"]).rstrip("/")
     return normalize_url(f"{root}/{name}.icechunk"), ""
+
+
+# The projects the docs and examples show: a run must not charge its jobs to them.
+PLACEHOLDER_PROJECTS = ("xy12", "pawsey0123")
+
+
+def check_settings(cluster: dict[str, Any], path_variables: list[str]) -> None:
+    """Stop a run for a batch system before it submits anything: jobs must be charged to
+    the user's project, and the variables in its paths must reach the jobs unchanged."""
+    scheduler = cluster.get("scheduler")
+    if not scheduler:
+        return
+    project = cluster.get("project")
+    what = "NCI project (qsub -P)" if scheduler == "pbs" else "Slurm account"
+    where = f"set it in your --configfile as cluster: {{project: <your {what}>}}"
+    if not project:
+        raise ConfigError(f"cluster.project: no project is set for the {scheduler} jobs: {where}")
+    if project in PLACEHOLDER_PROJECTS:
+        raise ConfigError(f"cluster.project: {project!r} is the examples' placeholder: {where}")
+    for name in path_variables:
+        if not passable(os.environ[name]):
+            raise ConfigError(
+                f"${name}: its value holds a quote, a backslash or a control character, "
+                "which cannot be passed on to batch jobs: write the path itself in the config"
+            )
+
+
+def passable(value: str) -> bool:
+    """Whether Snakemake passes ``value`` on to a batch job unchanged: it writes
+    ``export NAME=<Python repr>`` into the job script, which a shell reads back exactly only
+    for text in plain single quotes."""
+    return "'" not in value and repr(value) == f"'{value}'"

@@ -47,8 +47,9 @@ def run(snakemake: Any, step: str) -> None:
 def scan(
     config: dict[str, Any], dataset: str, batch_tsv: str, index_out: str, connections: int = 1
 ) -> None:
-    from nc2ice.scan import scan_batch, write_index
-    from nc2ice.sources import read_table
+    from nc2ice.model.index import write_index
+    from nc2ice.scan.scanner import scan_batch
+    from nc2ice.sources.files import read_table
 
     ds = config["datasets"][dataset]
     sources = read_table(batch_tsv)
@@ -108,7 +109,7 @@ def validate_step(
     connections: int,
 ) -> None:
     """One part of a validation: its files compared, the verdict in ``out``."""
-    from nc2ice.verdict import load_json, write_json
+    from nc2ice.atomic import load_json, write_json
 
     record = load_json(commit_json)
     files = record["validation_plan"]["parts"][part]
@@ -119,7 +120,7 @@ def validate_step(
         return
     import zarr
 
-    from nc2ice.validate import validate_part
+    from nc2ice.check.compare import validate_part
 
     ds = config["datasets"][dataset]
     # Reading the store follows its references with Zarr's concurrency: keep to our share of
@@ -155,7 +156,8 @@ def verdict_step(
 ) -> None:
     """The parts' verdicts joined into ``out`` (and ``validation.failed.json`` if it failed):
     the report shows it, and publishing moves ``main`` only if it passed."""
-    from nc2ice.verdict import combine, load_json, write_json
+    from nc2ice.atomic import load_json, write_json
+    from nc2ice.check.verdict import combine
 
     record = load_json(commit_json)
     result = combine(record, [load_json(p) for p in parts])
@@ -212,24 +214,24 @@ def _connections(smk: Any) -> int:
 
 
 def _list_sources(smk: Any) -> None:
-    from nc2ice.listing import list_dataset
+    from nc2ice.sources.listing import list_dataset
 
     table = smk.output[0]
     list_dataset(smk.config, smk.wildcards.dataset, table, Path(table).with_name("batches"))
 
 
 def _commit(smk: Any) -> None:
-    from nc2ice.aggregate import aggregate
+    from nc2ice.store.dataset import commit_dataset
 
     dataset = smk.wildcards.dataset
     indexes = list(smk.input.indexes)
-    aggregate(
+    commit_dataset(
         smk.config, dataset, indexes, smk.output.record, smk.output.skipped, smk.input.sources
     )
 
 
 def _publish(smk: Any) -> None:
-    from nc2ice.aggregate import publish_dataset
+    from nc2ice.store.dataset import publish_dataset
 
     publish_dataset(
         smk.config,
@@ -243,8 +245,8 @@ def _publish(smk: Any) -> None:
 
 
 def _report(smk: Any) -> None:
-    from nc2ice.report import load, make_report
-    from nc2ice.verdict import combine
+    from nc2ice.check.report import load, make_report
+    from nc2ice.check.verdict import combine
 
     commit = load(smk.input.commit)
     verdict = combine(commit, [load(p) for p in _paths(smk.input.parts)]).to_dict()

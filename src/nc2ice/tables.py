@@ -11,7 +11,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nc2ice.manifest import atomic_write_text
+from nc2ice.atomic import atomic_write_text
 
 Row = TypeVar("Row")
 

@@ -1,10 +1,10 @@
 import sys
 
 from nc2ice import config as nc2ice_config
-from nc2ice.cluster import job_environment
-from nc2ice.cluster import resources as cluster_resources
+from nc2ice.hpc.resources import job_environment
+from nc2ice.hpc.resources import resources as cluster_resources
 from nc2ice.config import commit_settings
-from nc2ice.connections import Budget, store_resource
+from nc2ice.hpc.connections import Budget, store_resource
 from nc2ice.runlock import clear_stale_locks
 
 # The user's datasets and cluster settings over the demo's and the profile's, validated,
@@ -53,7 +53,8 @@ wildcard_constraints:
 
 def job_resources(step, whole=False):
     """A job's resources, as keyword arguments: its share of each server's connections,
-    and what a batch system needs (memory, time, scratch, queue: see nc2ice.cluster)."""
+    and what a batch system needs (memory, time, scratch, queue: see nc2ice.hpc.resources).
+    """
     shares = {
         name: (lambda wc, name=name: BUDGET.share(wc.dataset, name, whole))
         for name in BUDGET.limits()
@@ -76,7 +77,7 @@ def demo_archive(wildcards):
 
 def batch_indexes(wildcards):
     """The scan index of every batch of the dataset, known once the sources are listed."""
-    from nc2ice.batches import names
+    from nc2ice.sources.batches import names
 
     checkpoints.list_sources.get(dataset=wildcards.dataset)
     folder = Path(f"results/{wildcards.dataset}/batches")
@@ -96,7 +97,7 @@ def validations(wildcards):
 def validation_parts(wildcards):
     """The verdicts of the validation's parts, as many as the dataset's batches of files
     call for (the commit's plan gives each part its share of the files to compare)."""
-    from nc2ice.checkplan import part_count
+    from nc2ice.store.trust import part_count
 
     parts = part_count(len(batch_indexes(wildcards)))
     return [

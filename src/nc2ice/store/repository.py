@@ -1,0 +1,232 @@
+"""An Icechunk repository as nc2ice writes it: where it may be created (only where nothing is
+yet), opened with every container it records, written by one local writer at a time, and
+asked what its history holds.  Nothing here removes anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import icechunk
+
+from nc2ice.access import Access, local_path
+from nc2ice.combine.plan import Plan
+from nc2ice.errors import CommitError
+
+log = logging.getLogger(__name__)
+BRANCH = "main"
+LOCK_FILE = "nc2ice.lock"
+FAILED_TAG = "nc2ice-failed-"  # + the id of a snapshot that failed validation
+CREATION_WAIT_S = 20  # how long a run waits for another run's creation of its repository
+CONFIG_TRIES = 5  # saves of the repository's config when runs add containers at once
+LOCK_WAIT_S = 3600  # how long a commit to a local store waits for another one to finish
+SHARD_REFERENCES = 500_000  # references per manifest shard: a reader loads only those it needs
+ICECHUNK_LAYOUT = {"config.yaml", "refs", "snapshots", "manifests", "chunks", "transactions"}
+
+
+def is_repository(store_url: str, access: Access) -> bool:
+    """Whether an Icechunk repository is at ``store_url``, without creating anything there
+    (Icechunk's local storage creates its folder just to look)."""
+    if store_url.startswith("file://") and not local_path(store_url).is_dir():
+        return False
+    return icechunk.Repository.exists(access.storage(store_url))
+
+
+def open_repository(store_url: str, access: Access) -> icechunk.Repository:
+    """Open a repository with read access to every container it records."""
+    if not is_repository(store_url, access):
+        raise FileNotFoundError(f"{store_url}: no Icechunk repository here")
+    storage = access.storage(store_url)
+    prefixes = list(icechunk.Repository.open(storage).config.virtual_chunk_containers or {})
+    return icechunk.Repository.open(
+        storage, authorize_virtual_chunk_access=access.authorize(prefixes)
+    )
+
+
+def last_commit(
+    repo: icechunk.Repository, dataset: str, snapshot: str
+) -> tuple[str, dict[str, Any]] | None:
+    """The latest snapshot in the ancestry of ``snapshot`` that committed ``dataset``."""
+    for info in repo.ancestry(snapshot_id=snapshot):
+        metadata = dict(info.metadata or {})
+        if metadata.get("dataset") == dataset:
+            return info.id, metadata
+    return None
+
+
+# -- what changed ---------------------------------------------------------------------------
+
+
+def ensure_repository(store_url: str, access: Access, prefixes: list[str]) -> None:
+    """Create a repository where nothing is yet; refuse a location that holds anything else."""
+    if is_repository(store_url, access):
+        return
+    if _refuse_if_occupied(store_url, access):
+        return  # another run's repository, whose creation finished meanwhile
+    config = access.repository_config(prefixes)
+    try:
+        if store_url.startswith("file://"):
+            _create_local(local_path(store_url), config)
+        else:
+            icechunk.Repository.create(access.storage(store_url), config=config)
+    except icechunk.IcechunkError:
+        if not _repository_soon(store_url, access):  # else: another run created it meanwhile
+            raise
+    log.info("%s: a new Icechunk repository", store_url)
+
+
+def _repository_soon(store_url: str, access: Access, wait_s: float = CREATION_WAIT_S) -> bool:
+    """Whether a repository another run is creating here appears within ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        if is_repository(store_url, access):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
+def _create_local(path: Path, config: icechunk.RepositoryConfig) -> None:
+    """Create a local repository where nothing is: in a folder of its own beside its place,
+    renamed into place, so that a creation that fails half way (a full disk) leaves nothing
+    where the store goes; in place in an empty folder that is there already (a mount point,
+    a folder made for it: it cannot be renamed onto)."""
+    if path.is_dir():
+        icechunk.Repository.create(icechunk.local_filesystem_storage(str(path)), config=config)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = path.parent / f".{path.name}.creating-{uuid.uuid4().hex[:8]}"
+    try:
+        icechunk.Repository.create(icechunk.local_filesystem_storage(str(work)), config=config)
+        try:
+            os.rename(work, path)  # onto nothing
+        except OSError:
+            if not (path / "refs").is_dir():  # else: another run's creation won the rename
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # ours alone: its name is unique
+
+
+def open_for_writing(store_url: str, access: Access, prefixes: list[str], plan: Plan):
+    """Open a repository with a container for each of ``prefixes`` (and those it had), its
+    manifests split along the concatenation dimension."""
+    storage = access.storage(store_url)
+    for attempt in range(CONFIG_TRIES):
+        had = icechunk.Repository.open(storage).config.virtual_chunk_containers or {}
+        every = sorted(set(prefixes) | set(had))
+        config = access.repository_config(every)
+        splitting = _splitting(plan)
+        if splitting is not None:
+            config.manifest = icechunk.ManifestConfig(splitting=splitting)
+        repo = icechunk.Repository.open(
+            storage, config=config, authorize_virtual_chunk_access=access.authorize(every)
+        )
+        if set(every) == set(had):
+            return repo
+        try:
+            repo.save_config()  # readers find the new containers in the repository itself
+            return repo
+        except icechunk.IcechunkError as exc:  # another run saved it meanwhile: merge again
+            if "updated" not in str(exc) or attempt + 1 == CONFIG_TRIES:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _refuse_if_occupied(store_url: str, access: Access) -> bool:
+    """A location that holds anything but an Icechunk repository is someone else's.  One
+    that holds only Icechunk's own layout is a repository being created by another run (True
+    once it is there), or one whose creation was killed half way (refused, saying so)."""
+    found = access.list_location(store_url, limit=4)
+    if not found:
+        return False
+    shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+    if {name.split("/")[0] for name in found} <= ICECHUNK_LAYOUT:
+        if _repository_soon(store_url, access):
+            return True
+        raise CommitError(
+            f"{store_url}: an Icechunk repository whose creation did not finish (it holds "
+            f"{shown}, but no branch): a run creating it was stopped. If no other run is "
+            "creating it now, remove it and run again"
+        )
+    raise CommitError(
+        f"{store_url}: not an Icechunk repository, and not empty (it holds {shown}): nc2ice "
+        "creates a repository only where nothing is yet, and never removes what it did not "
+        "write. Choose another store.root or store.repository"
+    )
+
+
+def _splitting(plan: Plan) -> icechunk.ManifestSplittingConfig | None:
+    """Manifest shards of about SHARD_REFERENCES along the concatenation dimension."""
+    virtual = [a for a in plan.arrays.values() if a.axis is not None and a.data is None]
+    if not virtual:
+        return None
+    per_step = max(
+        math.prod(math.ceil(s / c) for s, c in zip(a.shape[1:], a.chunks[1:])) for a in virtual
+    )
+    dim = virtual[0].template.dims[0]
+    size = max(1, SHARD_REFERENCES // max(1, per_step))
+    return icechunk.ManifestSplittingConfig.from_dict(
+        {
+            icechunk.ManifestSplitCondition.AnyArray(): {
+                icechunk.ManifestSplitDimCondition.DimensionName(f"^{dim}$"): size
+            }
+        }
+    )
+
+
+def touched(repo: icechunk.Repository, since: str, until: str, group: str) -> list[str]:
+    """The paths of the dataset's group that commits after ``since`` up to ``until``
+    changed (IcechunkError where ``until`` does not descend from ``since``)."""
+    diff = repo.diff(from_snapshot_id=since, to_snapshot_id=until)
+    paths = {
+        *diff.new_groups,
+        *diff.new_arrays,
+        *diff.deleted_groups,
+        *diff.deleted_arrays,
+        *diff.updated_groups,
+        *diff.updated_arrays,
+        *diff.updated_chunks,
+    }
+    # A dataset with a repository of its own (no group) owns everything in it.
+    return sorted(p for p in paths if not group or f"{p}/".startswith(f"/{group}/"))
+
+
+@contextlib.contextmanager
+def store_lock(store_url: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Icechunk's local storage is not safe for two commits at once: the second waits.
+    The lock is a file inside the repository's folder (nothing is written beside it)."""
+    if not store_url.startswith("file://"):
+        yield
+        return
+    lock = local_path(store_url) / LOCK_FILE
+    with lock.open("a") as handle:
+        deadline, said = time.monotonic() + wait_s, False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise CommitError(
+                        f"{store_url}: another run has been writing to this store for over "
+                        f"{wait_s / 60:.0f} minutes; a store on a local filesystem takes one "
+                        "writer at a time: run again later, or keep the store on S3"
+                    ) from None
+                if not said:
+                    log.info("%s: another run is writing to this store; waiting for it", store_url)
+                    said = True
+                time.sleep(0.5)
+            except OSError:  # a filesystem without locks (some Lustre mounts): go on
+                break
+        yield

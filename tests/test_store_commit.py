@@ -1,0 +1,204 @@
+"""Committing and publishing (issue 14): a commit writes a branch of its own, publishing moves
+main only to validated snapshots, big commits are written in parts at every boundary, and a
+location that holds anything but a repository is refused before any write."""
+
+from __future__ import annotations
+
+import icechunk
+import numpy as np
+import pytest
+import zarr
+
+from nc2ice.access import Access, normalize_url, prefix_of
+from nc2ice.combine.plan import combine
+from nc2ice.errors import CommitError
+from nc2ice.model.manifest import Manifest, Variable
+from nc2ice.store import arrays as writer
+from nc2ice.store.publish import publish
+from nc2ice.store.repository import open_repository
+from nc2ice.store.snapshot import commit_plan
+
+
+def _raw_file(tmp_path, name: str, values: np.ndarray) -> str:
+    path = tmp_path / name
+    path.write_bytes(values.astype("<f4").tobytes())
+    return normalize_url(str(path))
+
+
+def _plan(tmp_path, steps: int, files: int = 1, name: str = "v"):
+    """``files`` uncompressed files of ``steps`` one-value chunks each: one reference a step."""
+    manifests = []
+    for i in range(files):
+        values = np.arange(steps, dtype="<f4") + 1000 * i
+        url = _raw_file(tmp_path, f"{name}{i}.bin", values)
+        refs = {(s,): (url, 4 * s, 4) for s in range(steps)}
+        time = Variable(
+            "time",
+            ("time",),
+            (steps,),
+            (steps,),
+            "<f8",
+            {"units": "days since 2000-01-01"},
+            data=np.arange(steps, dtype="f8") + steps * i,
+        )
+        v = Variable(name, ("time",), (steps,), (1,), "<f4", {}, refs=refs, virtual=True)
+        manifests.append((f"f{i}", Manifest(url, {"time": time, name: v}, {"": {}})))
+    return combine(manifests, concat_dim="time"), manifests
+
+
+def _metadata(plan, digest: str = "d") -> dict:
+    return {
+        "dataset": "test",
+        "input_digest": digest,
+        "order": plan.files,
+        "sources": {f: {"url": "", "manifest_sha256": f} for f in plan.files},
+        "config": {},
+    }
+
+
+def _commit(plan, store: str, prefixes, part_references=writer.PART_REFERENCES, **kw):
+    return commit_plan(
+        plan,
+        dataset=kw.pop("dataset", "test"),
+        store_url=store,
+        group=kw.pop("group", ""),
+        access=Access(),
+        prefixes=prefixes,
+        metadata=kw.pop("metadata", None) or _metadata(plan),
+        checksums={},
+        part_references=part_references,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    ("steps", "part", "parts"),
+    [
+        (24, 8, 2),  # exactly three parts' worth: two committed as parts, the last with the commit
+        (25, 8, 3),  # three parts and one reference more
+        (24, 100, 0),  # one part: no part commits at all
+        (24, 1, 23),  # a part per reference
+    ],
+)
+def test_a_commit_in_parts_at_every_boundary_reads_back(tmp_path, monkeypatch, steps, part, parts):
+    monkeypatch.setattr(writer, "BLOCK", 1)  # a block per reference: every boundary is met
+    plan, _ = _plan(tmp_path, steps)
+    store = normalize_url(str(tmp_path / "store.icechunk"))
+    prefix = prefix_of(normalize_url(str(tmp_path / "v0.bin")))
+    outcome = _commit(plan, store, [prefix], part_references=part)
+    assert outcome.parts == parts
+    repo = open_repository(store, Access())
+    assert repo.lookup_branch("main") == outcome.base  # not published yet
+    publish(repo, "test", "", outcome, rewrite=lambda tip: outcome)
+    got = zarr.open_array(repo.readonly_session("main").store, path="v", mode="r")[:]
+    assert got.tolist() == list(range(steps))
+    assert outcome.branch not in repo.list_branches()  # published: its branch is gone
+
+
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_a_folder_holding_anything_else_is_refused_and_kept(tmp_path, what):
+    plan, _ = _plan(tmp_path, 2)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("years of work")
+    (folder / "data").mkdir()
+    target = folder / "thesis.tex" if what == "file" else folder
+    store = normalize_url(str(target))
+    with pytest.raises(CommitError, match="not an Icechunk repository, and not empty"):
+        _commit(plan, store, [prefix_of(normalize_url(str(tmp_path / "v0.bin")))])
+    assert (folder / "thesis.tex").read_text() == "years of work" and (folder / "data").is_dir()
+    assert sorted(p.name for p in folder.iterdir()) == ["data", "thesis.tex"]
+
+
+def test_an_empty_folder_is_used_and_a_failed_commit_removes_only_its_branch(tmp_path):
+    plan, _ = _plan(tmp_path, 2)
+    (tmp_path / "empty").mkdir()
+    store = normalize_url(str(tmp_path / "empty"))
+    with pytest.raises(CommitError, match="Icechunk refused"):
+        _commit(plan, store, ["http://elsewhere.example/"])  # no container for the files
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(tmp_path / "empty")))
+    assert repo.list_branches() == {"main"}
+    assert [s.message for s in repo.ancestry(branch="main")] == ["Repository initialized"]
+    outcome = _commit(plan, store, [prefix_of(normalize_url(str(tmp_path / "v0.bin")))])
+    assert outcome.new and outcome.branch in open_repository(store, Access()).list_branches()
+
+
+def test_publishing_keeps_other_datasets_and_refuses_a_rival_of_the_same(tmp_path):
+    """Two datasets of one repository write their snapshots from the same main; the second to
+    publish writes its change again on top of the first. A rival commit of the same dataset
+    is refused instead, and main keeps the rival."""
+    store = normalize_url(str(tmp_path / "shared.icechunk"))
+    prefix = prefix_of(normalize_url(str(tmp_path / "a0.bin")))
+    plans = {name: _plan(tmp_path, 3, name=name)[0] for name in ("a", "b")}
+    outcomes = {
+        name: _commit(plan, store, [prefix], dataset=name, group=name, metadata=_named(plan, name))
+        for name, plan in plans.items()
+    }
+    repo = open_repository(store, Access())
+    publish(repo, "a", "a", outcomes["a"], rewrite=lambda tip: pytest.fail("main did not move"))
+
+    def again(tip: str):
+        return _commit(
+            plans["b"],
+            store,
+            [prefix],
+            dataset="b",
+            group="b",
+            base=tip,
+            metadata=_named(plans["b"], "b"),
+        )
+
+    done = publish(repo, "b", "b", outcomes["b"], rewrite=again)
+    assert done.replayed and done.snapshot != outcomes["b"].snapshot
+    main = repo.readonly_session("main").store
+    for name in ("a", "b"):
+        assert zarr.open_array(main, path=f"{name}/{name}", mode="r")[:].tolist() == [0, 1, 2]
+
+    rival = _commit(
+        plans["a"],
+        store,
+        [prefix],
+        dataset="a",
+        group="a",
+        metadata=_named(plans["a"], "a", digest="other"),
+    )
+    late = _commit(
+        plans["a"],
+        store,
+        [prefix],
+        dataset="a",
+        group="a",
+        base=rival.base,
+        metadata=_named(plans["a"], "a", digest="late"),
+    )
+    publish(repo, "a", "a", rival, rewrite=lambda tip: pytest.fail("main did not move"))
+    with pytest.raises(CommitError, match="another run committed snapshot .* changed a's arrays"):
+        publish(repo, "a", "a", late, rewrite=lambda tip: pytest.fail("must not write again"))
+    assert repo.lookup_branch("main") == rival.snapshot
+    assert late.branch in repo.list_branches()  # kept, named in the message
+
+
+def _named(plan, name: str, digest: str | None = None) -> dict:
+    return {**_metadata(plan, digest or name), "dataset": name}
+
+
+def test_a_repository_nc2ice_did_not_write_is_never_overwritten(tmp_path):
+    """Someone else's Icechunk repository, or their group in a shared one, is refused:
+    nothing of theirs leaves main."""
+    store = normalize_url(str(tmp_path / "theirs.icechunk"))
+    repo = icechunk.Repository.create(
+        icechunk.local_filesystem_storage(str(tmp_path / "theirs.icechunk"))
+    )
+    session = repo.writable_session("main")
+    root = zarr.open_group(session.store, mode="w")
+    root.create_array("their_results", shape=(3,), dtype="f4")[:] = 7.0
+    root.require_group("v").create_array("kept", shape=(2,), dtype="i4")[:] = 1
+    theirs = session.commit("their work")
+    plan, _ = _plan(tmp_path, 2)
+    prefix = prefix_of(normalize_url(str(tmp_path / "v0.bin")))
+    with pytest.raises(CommitError, match="which no commit of dataset 'test' by nc2ice wrote"):
+        _commit(plan, store, [prefix])
+    with pytest.raises(CommitError, match="group 'v' already holds kept"):
+        _commit(plan, store, [prefix], group="v")
+    assert open_repository(store, Access()).lookup_branch("main") == theirs
+    _commit(plan, store, [prefix], group="mine")  # a group of its own: fine
