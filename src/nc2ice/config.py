@@ -6,6 +6,7 @@ import copy
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +18,19 @@ DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def with_user_datasets(config: dict[str, Any], user_configfiles: list[str]) -> dict[str, Any]:
-    """Let a user's ``--configfile`` replace the demo's datasets instead of merging into them.
+    """Let a user's ``--configfile`` replace the demo's datasets (and collections) instead of
+    merging into them.
 
     Snakemake merges nested dictionaries, so without this a user's run would also build the
     demo dataset of the default config.
     """
-    with_datasets = [
-        loaded
-        for path in user_configfiles
-        if "datasets" in (loaded := yaml.safe_load(Path(path).read_text()) or {})
-    ]
+    loaded = [yaml.safe_load(Path(path).read_text()) or {} for path in user_configfiles]
+    with_datasets = [c for c in loaded if "datasets" in c or "collections" in c]
     if not with_datasets:  # e.g. only a profile's cluster.yaml
         return config
-    datasets: dict[str, Any] = {}
-    for loaded in with_datasets:
-        datasets.update(loaded["datasets"])
     config = copy.deepcopy(config)
-    config["datasets"] = datasets
+    for key in ("datasets", "collections"):
+        config[key] = {k: v for c in with_datasets for k, v in (c.get(key) or {}).items()}
     return config
 
 
@@ -61,14 +58,18 @@ def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def load(
-    config: dict[str, Any], user_configfiles: list[str], schema: str | Path
+    config: dict[str, Any],
+    user_configfiles: list[str],
+    schema: str | Path,
+    expand: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The config as the workflow uses it, in the main process and in every job alike: the
     user's datasets, the profile's cluster defaults under the user's settings, validated and
     its paths expanded.  Also the environment variables those paths used: the main process
-    passes their values on to its jobs, so that a job expands them to the same paths."""
+    passes their values on to its jobs, so that a job expands them to the same paths.
+    ``expand`` adds the datasets of the config's collections (``nc2ice.sources.collections``)."""
     config = with_cluster_defaults(with_user_datasets(config, user_configfiles))
-    return config, _validated(config, schema)
+    return config, _validated(config, schema, expand)
 
 
 def validate(config: dict[str, Any], schema: str | Path) -> dict[str, Any]:
@@ -78,24 +79,39 @@ def validate(config: dict[str, Any], schema: str | Path) -> dict[str, Any]:
     return config
 
 
-def _validated(config: dict[str, Any], schema: str | Path) -> list[str]:
-    """Check and complete ``config`` in place; the environment variables its paths use."""
-    from snakemake.utils import validate as snakemake_validate
-
-    try:
-        snakemake_validate(config, str(schema), set_default=True)
-    except Exception as exc:  # WorkflowError wrapping jsonschema's ValidationError
-        raise ConfigError(_config_message(exc)) from None
+def _validated(
+    config: dict[str, Any],
+    schema: str | Path,
+    expand: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> list[str]:
+    """Check and complete ``config`` in place; the environment variables its paths use.
+    The paths the user wrote are expanded once, before the collections add their datasets
+    (whose sources are taken as their catalogs write them)."""
+    _schema_check(config, schema)
+    variables = expand_paths(config)
+    if expand is not None and config.get("collections"):
+        config.update(expand(config))
+        _schema_check(config, schema)
     for name, dataset in config["datasets"].items():
         if not DATASET_NAME.match(name):
             raise ConfigError(f"datasets.{name}: a dataset name may hold letters, digits, _ . -")
         if not dataset.get("sources") and not dataset.get("sources_file"):
             raise ConfigError(f"datasets.{name}: give 'sources' or 'sources_file'")
     if not config["datasets"]:
-        raise ConfigError("datasets: no dataset is configured")
-    variables = expand_paths(config)
+        what = ": the collections' queries select no asset" if config.get("collections") else ""
+        raise ConfigError(f"datasets: no dataset is configured{what}")
+    check_groups(config)
     check_settings(config["cluster"], variables)
     return variables
+
+
+def _schema_check(config: dict[str, Any], schema: str | Path) -> None:
+    from snakemake.utils import validate as snakemake_validate
+
+    try:
+        snakemake_validate(config, str(schema), set_default=True)
+    except Exception as exc:  # WorkflowError wrapping jsonschema's ValidationError
+        raise ConfigError(_config_message(exc)) from None
 
 
 # $$ (a dollar sign), ${NAME} or $NAME; a $ before anything else stays as it is.
@@ -112,6 +128,11 @@ def expand_paths(config: dict[str, Any]) -> list[str]:
     for key in ("root", "repository"):
         if isinstance(store.get(key), str):
             store[key] = expand_path(store[key], f"store.{key}", used)
+    for name, collection in (config.get("collections") or {}).items():
+        for key in ("catalog", "repository"):
+            if isinstance(collection.get(key), str):
+                where = f"collections.{name}.{key}"
+                collection[key] = expand_path(collection[key], where, used)
     for name, dataset in config["datasets"].items():
         sources = dataset.get("sources") or []
         for i, entry in enumerate(sources):
@@ -120,9 +141,9 @@ def expand_paths(config: dict[str, Any]) -> list[str]:
                 sources[i] = expand_path(entry, key, used)
             elif isinstance(entry, dict) and isinstance(entry.get("thredds"), str):
                 entry["thredds"] = expand_path(entry["thredds"], f"{key}.thredds", used)
-        if isinstance(dataset.get("sources_file"), str):
-            key = f"datasets.{name}.sources_file"
-            dataset["sources_file"] = expand_path(dataset["sources_file"], key, used)
+        for key in ("sources_file", "repository"):
+            if isinstance(dataset.get(key), str):
+                dataset[key] = expand_path(dataset[key], f"datasets.{name}.{key}", used)
     return sorted(used)
 
 
@@ -244,15 +265,35 @@ def commit_settings(dataset: dict[str, Any]) -> dict[str, Any]:
 
 def store_location(config: dict[str, Any], name: str) -> tuple[str, str]:
     """Where a dataset is stored: (repository URL, group in it).  By default each dataset
-    has a repository of its own under ``store.root``; with ``store.repository`` all
-    datasets share one, each in the group named after it."""
+    has a repository of its own under ``store.root``; with ``store.repository`` (or a
+    collection's repository) datasets share one, each in its ``group`` (default its name)."""
     from nc2ice.access import normalize_url
 
-    shared = config["store"].get("repository")
+    dataset = config["datasets"][name]
+    shared = dataset.get("repository") or config["store"].get("repository")
     if shared:
-        return normalize_url(str(shared)), name
+        return normalize_url(str(shared)), dataset.get("group") or name
     root = str(config["store"]["root"]).rstrip("/")
-    return normalize_url(f"{root}/{name}.icechunk"), ""
+    return normalize_url(f"{root}/{name}.icechunk"), dataset.get("group", "")
+
+
+def check_groups(config: dict[str, Any]) -> None:
+    """Refuse two datasets of one repository in the same group, or one inside the other's:
+    each owns its group, and a commit refuses a group another dataset wrote."""
+    groups: list[tuple[str, str, str]] = []
+    for name, dataset in config["datasets"].items():
+        shared = dataset.get("repository") or config["store"].get("repository")
+        if shared:
+            groups.append((shared, f"{dataset.get('group') or name}/", name))
+    # Sorted, a group and the groups inside it are neighbours: comparing them is enough.
+    groups.sort()
+    for (repo, outer, owner), (other_repo, inner, name) in zip(groups, groups[1:]):
+        if repo == other_repo and inner.startswith(outer):
+            raise ConfigError(
+                f"datasets.{name}: its group {inner[:-1]!r} is {owner}'s group "
+                f"{outer[:-1]!r} or lies inside it, in the same repository: give each dataset "
+                "a group of its own"
+            )
 
 
 # The projects the docs and examples show: a run must not charge its jobs to them.
