@@ -510,3 +510,73 @@ def skipped_filters(folder: Path) -> list[Path]:
             f["tas"].id.write_direct_chunk((5, 0, 0), month.tobytes(), filter_mask=0b11)
         out.append(path)
     return out
+
+
+def ocean(var: str, year: int, months: int, seed: int = 0) -> xr.Dataset:
+    """A monthly ocean field ``var`` on the test grid, from ``year`` on."""
+    ds = monthly(year, months, seed=seed).rename({"tas": var})
+    units = {"thetao": "degC", "so": "0.001"}.get(var, "1")
+    ds[var].attrs = {"units": units, "long_name": var}
+    return ds
+
+
+def _ocean_file(ds: xr.Dataset, path: Path, time_units: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    time = {"units": time_units, "calendar": "standard", "dtype": "f8"}
+    encoding = {"time": time, "time_bnds": dict(time)}
+    encoding.update({v: {"zlib": True, "chunksizes": (4, LAT, LON)} for v in ("thetao", "so")})
+    encoding = {k: v for k, v in encoding.items() if k in ds.variables}
+    for name, enc in encoding.items():  # chunks no longer than the file's own extent
+        if "chunksizes" in enc:
+            enc["chunksizes"] = tuple(min(c, n) for c, n in zip(enc["chunksizes"], ds[name].shape))
+    ds.to_netcdf(path, engine="netcdf4", encoding=encoding)
+    return path
+
+
+def fusion_parts(folder: Path, lat_shift: float = 0.0, start: int = 2000) -> dict[str, list[Path]]:
+    """Two parts of one dataset: temperature in two yearly files (days since 2000), and
+    salinity beside a second model's temperature, the same 24 months in three files of
+    eight (hours since 1990)."""
+    temperature = [
+        _ocean_file(
+            ocean("thetao", y, 12, seed=y),
+            folder / "temp" / f"thetao_{y}.nc",
+            "days since 2000-01-01",
+        )
+        for y in (2000, 2001)
+    ]
+    both = ocean("so", start, 24, seed=7)
+    both["thetao"] = ocean("thetao", start, 24, seed=8)["thetao"]
+    both = both.assign_coords(lat=both.lat + lat_shift)
+    both.lat.attrs["units"] = "degrees_north"
+    both.attrs["title"] = "salinity archive"
+    salinity = [
+        _ocean_file(
+            both.isel(time=slice(a, a + 8)),
+            folder / "sal" / f"so_{n}.nc",
+            "hours since 1990-01-01",
+        )
+        for n, a in enumerate((0, 8, 16))
+    ]
+    return {"temperature": temperature, "salinity": salinity}
+
+
+def levels(folder: Path, depths=((5.0, 15.0), (25.0, 50.0))) -> list[Path]:
+    """A static field on the test grid in files of a few depths each (concatenated along
+    depth): a part that runs along another dimension than time."""
+    folder.mkdir(parents=True, exist_ok=True)
+    grid = monthly(2000, 1)
+    paths = []
+    for n, depth in enumerate(depths):
+        values = np.arange(len(depth) * LAT * LON, dtype="f4").reshape(len(depth), LAT, LON)
+        ds = xr.Dataset(
+            {"kz": (("depth", "lat", "lon"), values + 100 * n, {"units": "m2 s-1"})},
+            coords={
+                "depth": ("depth", np.array(depth), {"units": "m"}),
+                "lat": grid.lat,
+                "lon": grid.lon,
+            },
+        )
+        paths.append(folder / f"kz_{n}.nc")
+        ds.to_netcdf(paths[-1], engine="netcdf4")
+    return paths

@@ -160,3 +160,75 @@ def test_chunks_a_file_never_wrote_read_as_netcdf_would(tmp_path):
     got = open_store_dataset(store, access).v.values
     want = np.concatenate([xr.open_dataset(f).v.values for f in files])
     np.testing.assert_array_equal(got, want)
+
+
+def _fused_commit(tmp_path, lat_shift: float = 0.0, tolerance: float = 0.0):
+    """A fused dataset (temperature; salinity with a second model's temperature renamed)
+    committed as the workflow commits it; its commit record."""
+    from nc2ice.combine.fusion import combine_parts
+
+    files = archives.fusion_parts(tmp_path / "src", lat_shift=lat_shift)
+    access = Access()
+    urls = {f.stem: normalize_url(str(f)) for paths in files.values() for f in paths}
+    manifests = {
+        part: [(f.stem, scan_file(urls[f.stem], access, inline_limit=0)) for f in paths]
+        for part, paths in files.items()
+    }
+    dataset = {
+        "concat_dim": "time",
+        "coordinate_tolerance": tolerance,
+        "parts": {
+            "temperature": {"sources": []},
+            "salinity": {"sources": [], "rename": {"thetao": "thetao_model2"}},
+        },
+    }
+    plan = combine_parts(manifests, dataset)
+    store = normalize_url(str(tmp_path / "store.icechunk"))
+    checksums = {u: checksum_time(access.head(u)["last_modified"]) for u in urls.values()}
+    snapshot = commit(plan, store, sorted({prefix_of(u) for u in urls.values()}), checksums)
+    where = {p.file_id: (p.offset, p.var.shape[0]) for p in plan.arrays["time"].parts}
+    where.update({p.file_id: (p.offset, p.var.shape[0]) for p in plan.arrays["so"].parts})
+    part_of = {f: part for part, paths in files.items() for f in (p.stem for p in paths)}
+    extents = [
+        {
+            "file_id": f,
+            "url": urls[f],
+            "start": where[f][0],
+            "length": where[f][1],
+            "version": access.head(urls[f]),
+            "part": part_of[f],
+        }
+        for f in plan.files
+    ]
+    record = {
+        "dataset": "ocean",
+        "store": store,
+        "snapshot": snapshot,
+        "concat_dim": "time",
+        "groups": [""],
+        "files": extents,
+        "report": plan.report(),
+        "fusion": plan.fusion,
+    }
+    return access, record
+
+
+def test_a_fused_store_is_compared_part_by_part_under_its_names(tmp_path):
+    access, record = _fused_commit(tmp_path)
+    result = validate(record, access, sample_chunks=2)
+    assert result.passed, result.mismatches
+    assert {"thetao", "thetao_model2", "so", "time", "lat"} <= set(result.variables_checked)
+    # told the wrong names, the validation sees other values
+    record["fusion"]["parts"]["salinity"]["rename"] = {"so": "thetao_model2", "thetao": "so"}
+    result = validate(record, access, sample_chunks=2)
+    assert {m["variable"] for m in result.mismatches} >= {"so", "thetao_model2"}
+    assert any("values differ" in m["detail"] for m in result.mismatches)
+
+
+def test_a_fused_coordinate_is_compared_within_the_tolerance(tmp_path):
+    access, record = _fused_commit(tmp_path, lat_shift=1e-7, tolerance=1e-6)
+    assert validate(record, access, sample_chunks=1).passed
+    record["fusion"]["tolerance"]["lat"] = 0.0
+    result = validate(record, access, sample_chunks=1)
+    assert {(m["variable"], m["file"][:2]) for m in result.mismatches} == {("lat", "so")}
+    assert "index [0]" in result.mismatches[0]["detail"]

@@ -179,3 +179,63 @@ def test_a_path_variable_batch_jobs_cannot_get_unchanged_is_refused(monkeypatch)
     config["cluster"] = {"scheduler": "pbs", "project": "ab12"}
     with pytest.raises(config_mod.ConfigError, match=r"^\$NC2ICE_T_QUOTED: .* batch jobs"):
         config_mod.validate(config, SCHEMA)
+
+
+def test_parts_of_a_fused_dataset(tmp_path, monkeypatch):
+    """Parts as a mapping or a list (in order), each with sources of its own (expanded like
+    a dataset's); a file listed by two parts is refused."""
+    from nc2ice.sources.files import expand_parts, file_parts, part_patterns
+
+    monkeypatch.setenv("ARCHIVE", str(tmp_path))
+    parts = [
+        {"name": "temp", "sources": ["$ARCHIVE/t*.nc"]},
+        {"name": "sal", "sources": ["$ARCHIVE/s*.nc"], "rename": {"thetao": "thetao_2"}},
+    ]
+    config = config_mod.validate(
+        _config({"d": {"parts": parts, "coordinate_tolerance": 1e-6}}), SCHEMA
+    )
+    d = config["datasets"]["d"]
+    assert list(d["parts"]) == ["temp", "sal"]
+    assert part_patterns(d) == {"temp": [f"{tmp_path}/t*.nc"], "sal": [f"{tmp_path}/s*.nc"]}
+    for name in ("t1.nc", "s1.nc"):
+        (tmp_path / name).write_text("x")
+    origins: dict[str, str] = {}
+    listed = expand_parts(d, Access(), 1, origins)
+    assert list(listed) == [normalize_url(str(tmp_path / n)) for n in ("t1.nc", "s1.nc")]
+    from nc2ice.sources.files import Source
+
+    sources = [Source(f, u, origin=origins[u]) for f, u in zip(("t1", "s1"), listed)]
+    assert file_parts(d, sources) == {"t1": "temp", "s1": "sal"}
+    d["parts"]["sal"]["sources"].append(f"{tmp_path}/t1.nc")
+    with pytest.raises(AccessError, match="listed by part 'temp' and by part 'sal'"):
+        expand_parts(d, Access(), 1, {})
+    assert config_mod.store_settings(d)["parts"]["sal"] == {"rename": {"thetao": "thetao_2"}}
+
+
+@pytest.mark.parametrize(
+    ("dataset", "message"),
+    [
+        ({"sources": ["x"], "parts": {"a": {"sources": ["y"]}}}, "either 'parts' or 'sources'"),
+        ({"parts": {"a": {"rename": {"x": "y"}}}}, "datasets.d.parts.a: give 'sources'"),
+        ({"parts": {"a": {"sources": ["y"], "concat": "t"}}}, "datasets.d.parts"),
+        (
+            {"parts": [{"name": "a", "sources": ["y"]}, {"name": "a", "sources": ["z"]}]},
+            "two parts",
+        ),
+    ],
+)
+def test_parts_config_errors_name_the_key(dataset, message):
+    with pytest.raises(config_mod.ConfigError, match=message):
+        config_mod.validate(_config({"d": dataset}), SCHEMA)
+
+
+def test_a_tolerance_written_1e_6_is_a_number(tmp_path):
+    from nc2ice.combine.fusion import tolerance_for
+
+    dataset = {"parts": {"a": {"sources": ["x"]}}}
+    for written in ("1e-6", "{lat: 1e-6}"):
+        loaded = yaml.safe_load(f"coordinate_tolerance: {written}")
+        config = config_mod.validate(_config({"d": {**dataset, **loaded}}), SCHEMA)
+        assert tolerance_for(config["datasets"]["d"]["coordinate_tolerance"], "lat") == 1e-6
+    with pytest.raises(config_mod.ConfigError, match="coordinate_tolerance"):
+        config_mod.validate(_config({"d": {**dataset, "coordinate_tolerance": "-1"}}), SCHEMA)

@@ -95,8 +95,11 @@ def _validated(
     for name, dataset in config["datasets"].items():
         if not DATASET_NAME.match(name):
             raise ConfigError(f"datasets.{name}: a dataset name may hold letters, digits, _ . -")
-        if not dataset.get("sources") and not dataset.get("sources_file"):
-            raise ConfigError(f"datasets.{name}: give 'sources' or 'sources_file'")
+        if dataset.get("parts"):
+            dataset["parts"] = named_parts(name, dataset["parts"])
+            check_parts(name, dataset)
+        elif not dataset.get("sources") and not dataset.get("sources_file"):
+            raise ConfigError(f"datasets.{name}: give 'sources' or 'sources_file' (or 'parts')")
     if not config["datasets"]:
         what = ": the collections' queries select no asset" if config.get("collections") else ""
         raise ConfigError(f"datasets: no dataset is configured{what}")
@@ -134,17 +137,28 @@ def expand_paths(config: dict[str, Any]) -> list[str]:
                 where = f"collections.{name}.{key}"
                 collection[key] = expand_path(collection[key], where, used)
     for name, dataset in config["datasets"].items():
-        sources = dataset.get("sources") or []
-        for i, entry in enumerate(sources):
-            key = f"datasets.{name}.sources.{i}"
-            if isinstance(entry, str):
-                sources[i] = expand_path(entry, key, used)
-            elif isinstance(entry, dict) and isinstance(entry.get("thredds"), str):
-                entry["thredds"] = expand_path(entry["thredds"], f"{key}.thredds", used)
-        for key in ("sources_file", "repository"):
-            if isinstance(dataset.get(key), str):
-                dataset[key] = expand_path(dataset[key], f"datasets.{name}.{key}", used)
+        _expand_sources(dataset, f"datasets.{name}", used)
+        parts = dataset.get("parts") or {}
+        for key, settings in parts.items() if isinstance(parts, dict) else enumerate(parts):
+            _expand_sources(settings, f"datasets.{name}.parts.{key}", used)
+        if isinstance(dataset.get("repository"), str):
+            dataset["repository"] = expand_path(
+                dataset["repository"], f"datasets.{name}.repository", used
+            )
     return sorted(used)
+
+
+def _expand_sources(holder: dict[str, Any], where: str, used: set[str]) -> None:
+    """A dataset's (or a part's) sources and sources file, expanded in place."""
+    sources = holder.get("sources") or []
+    for i, entry in enumerate(sources):
+        key = f"{where}.sources.{i}"
+        if isinstance(entry, str):
+            sources[i] = expand_path(entry, key, used)
+        elif isinstance(entry, dict) and isinstance(entry.get("thredds"), str):
+            entry["thredds"] = expand_path(entry["thredds"], f"{key}.thredds", used)
+    if isinstance(holder.get("sources_file"), str):
+        holder["sources_file"] = expand_path(holder["sources_file"], f"{where}.sources_file", used)
 
 
 def expand_path(value: str, key: str, used: set[str]) -> str:
@@ -255,7 +269,10 @@ POLICY = ("on_chunk_mismatch", "max_materialized_fraction")
 
 def store_settings(dataset: dict[str, Any]) -> dict[str, Any]:
     """The part of a dataset's config that decides the store's content (its commit)."""
-    return {k: v for k, v in dataset.items() if k not in NOT_CONTENT}
+    found = {k: v for k, v in dataset.items() if k not in NOT_CONTENT}
+    if isinstance(found.get("parts"), dict):  # a part's sources are listed, not content
+        found["parts"] = {n: store_settings(p) for n, p in found["parts"].items()}
+    return found
 
 
 def commit_settings(dataset: dict[str, Any]) -> dict[str, Any]:
@@ -326,3 +343,33 @@ def passable(value: str) -> bool:
     ``export NAME=<Python repr>`` into the job script, which a shell reads back exactly only
     for text in plain single quotes."""
     return "'" not in value and repr(value) == f"'{value}'"
+
+
+def named_parts(name: str, parts: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
+    """A fused dataset's parts as a mapping, name -> settings, in order (the config may
+    list them, each with a ``name``: the first part's coordinates are stored)."""
+    if isinstance(parts, dict):
+        return parts
+    found: dict[str, Any] = {}
+    for part in parts:
+        settings = {k: v for k, v in part.items() if k != "name"}
+        if found.setdefault(part["name"], settings) is not settings:
+            raise ConfigError(f"datasets.{name}.parts: two parts are named {part['name']!r}")
+    return found
+
+
+def check_parts(name: str, dataset: dict[str, Any]) -> None:
+    """A fused dataset's parts (``nc2ice.combine.fusion``): each with sources of its own, the
+    dataset with none besides them, renames that name each variable once."""
+    if dataset.get("sources") or dataset.get("sources_file"):
+        raise ConfigError(
+            f"datasets.{name}: give either 'parts' or 'sources'/'sources_file': with parts, "
+            "each part lists its own sources"
+        )
+    for part, settings in dataset["parts"].items():
+        where = f"datasets.{name}.parts.{part}"
+        if not settings.get("sources") and not settings.get("sources_file"):
+            raise ConfigError(f"{where}: give 'sources' or 'sources_file'")
+        targets = list((settings.get("rename") or {}).values())
+        if len(set(targets)) != len(targets):
+            raise ConfigError(f"{where}.rename: two variables renamed to one name")

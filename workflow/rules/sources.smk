@@ -25,6 +25,7 @@ checkpoint list_sources:
         # a changed list of sources or batch size relists: Snakemake reruns on changed params
         sources=lambda wc: config["datasets"][wc.dataset].get("sources"),
         sources_file=lambda wc: config["datasets"][wc.dataset].get("sources_file"),
+        parts=lambda wc: config["datasets"][wc.dataset].get("parts"),
         batch_size=lambda wc: config["datasets"][wc.dataset]["batch_size"],
     script:
         "../scripts/list_sources.py"

@@ -46,6 +46,7 @@ from nc2ice.check.equality import (
 )
 from nc2ice.check.verdict import Validation, combine, compare_all, start
 from nc2ice.combine.encodings import MEANING_ATTRS, convert_units, same_units
+from nc2ice.combine.fusion import disagreement
 from nc2ice.errors import AccessError
 from nc2ice.faults import pause
 from nc2ice.logs import Progress
@@ -163,6 +164,14 @@ class _Part:
         self.commit, self.group, self.access, self.result = commit, group, access, result
         self.sample_chunks = sample_chunks
         self.concat_dim = commit["concat_dim"]
+        # a fused dataset's parts: each file's dimension, variables and names (combine.fusion)
+        self.fusion: dict[str, Any] = commit.get("fusion") or {}
+        parts = self.fusion.get("parts", {}).values()
+        self.along = {p["concat_dim"] for p in parts} or {self.concat_dim}
+        self.firsts: dict[str, str] = {}  # each part's first file: its attributes are the store's
+        for entry in commit["files"]:
+            self.firsts.setdefault(entry.get("part", ""), entry["file_id"])
+        self.first: str | None = None
         report = commit.get("report", {})
         self.meaning = Meaning.of(report)
         self.inside = "/".join(p for p in (commit.get("group", ""), group) if p)
@@ -181,7 +190,7 @@ class _Part:
             for name, var in self.store.variables.items()
             if _path(group, name) in loaded
             or (
-                self.concat_dim not in var.dims
+                not self.along & set(var.dims)
                 and var.size * var.dtype.itemsize <= FULL_COMPARE_BYTES
             )
         }
@@ -196,6 +205,7 @@ class _Part:
         todo = [e for e in entries if e["file_id"] not in self.result.changed_sources]
         remote = any(not e["url"].startswith("file://") for e in todo)
         fetchers = max(1, workers // 2) if remote else 1
+        self.first = first
         self.overlap = not remote or workers >= 2  # one connection: one request at a time
         groups = list(self._groups(todo, 8 * fetchers if remote else 256))
         with ThreadPoolExecutor(fetchers) as pool, ThreadPoolExecutor(1) as stage:
@@ -207,7 +217,7 @@ class _Part:
                 self.values = values
                 for entry, data in fetched:
                     if entry["file_id"] in values:
-                        is_first = entry["file_id"] == first
+                        is_first = entry["file_id"] in self.firsts.values()
                         self._check_file(entry, data, wanted[entry["file_id"]], is_first)
                 for _ in group:
                     if progress:
@@ -251,7 +261,7 @@ class _Part:
         """Files a few at a time (at most ``most``), so that the store's side of them stays
         within STORE_BYTES in memory."""
         per_file = sum(
-            _sampled_bytes(var, self.concat_dim, self.sample_chunks)
+            _sampled_bytes(var, self._along(var), self.sample_chunks)
             for name, var in self.store.variables.items()
             if name not in self.whole
         )
@@ -291,11 +301,12 @@ class _Part:
         values the store holds, else ``sample_chunks`` of its chunks, chosen anew for each
         snapshot."""
         out = {}
-        start, length = entry["start"], entry["length"]
-        for name, var in self.store.variables.items():
-            along = self.concat_dim in var.dims
+        start, length, dim = entry["start"], entry["length"], self._dim(entry)
+        for name in self._names(entry):
+            var = self.store.variables[name]
+            along = dim in var.dims
             full = tuple(
-                slice(start, start + length) if d == self.concat_dim else slice(0, n)
+                slice(start, start + length) if d == dim else slice(0, n)
                 for d, n in zip(var.dims, var.shape, strict=True)
             )
             if name in self.whole or not var.dims:
@@ -330,7 +341,7 @@ class _Part:
                 continue
             by_tile: dict[tuple, list[tuple[str, tuple[slice, ...]]]] = defaultdict(list)
             for file_id, regions in wanted.items():
-                for region in regions[name]:
+                for region in regions.get(name, []):
                     by_tile[tuple((s.start, s.stop) for s in region[1:])].append((file_id, region))
             for tile, items in by_tile.items():
                 self._read_tile(name, var, tile, items, into, refused)
@@ -369,50 +380,118 @@ class _Part:
     # -- one source file --------------------------------------------------------------------
 
     def _check(self, entry, source: Source, first: bool) -> None:
-        file_id = entry["file_id"]
-        if first:
+        """One file against the store's variables it holds (its part's, under their store
+        names); ``first``: the first file of its part, whose attributes the store keeps."""
+        file_id, dim = entry["file_id"], self._dim(entry)
+        if file_id == self.first:
             self._attributes(entry, "", self.store.attrs, source.global_attrs())
-        for name in self.store.variables:
-            if name not in source.names and _path(self.group, name) not in self.result.not_in_store:
+        held = self._names(entry)
+        own = {name: self._source_name(entry, name) for name in held}
+        left_out = self._left_out(entry)
+        for name in held:
+            if own[name] not in source.names and _path(self.group, name) not in left_out:
                 detail = "in the store but not in the source file"
                 self._mismatch(entry, _path(self.group, name), detail)
-        for name in source.names:  # what the store lacks was left out on purpose, and said
+        for source_name in source.names:  # what the store lacks was left out on purpose, and said
+            name = self._store_name(entry, source_name)
             path = _path(self.group, name)
-            if name not in self.store.variables and path not in self.result.not_in_store:
+            if name not in held and path not in left_out:
                 self._mismatch(entry, path, "in the source file but not in the store")
-        names = [n for n in self.store.variables if n in source.names]
+        names = [n for n in held if own[n] in source.names]
         try:
-            attrs = {n: source.attrs(n) for n in names}
+            attrs = {n: source.attrs(own[n]) for n in names}
             _inherit_time(attrs)
-            decoded = self._decoded(entry, source, [n for n in names if n in self.reencoded])
+            recoded = [n for n in names if n in self.reencoded and not self._foreign(entry, n)]
+            decoded = self._decoded(entry, source, recoded, own)
         except AccessError as exc:
             self.result.changed_sources[file_id] = str(exc).removeprefix(f"{entry['url']}: ")
             return
         for name in names:
             path = _path(self.group, name)
             svar = self.store.variables[name]
+            self.result.variables_checked.append(path)
+            if self._foreign(entry, name):
+                self._compare_shared(entry, path, name, source, own[name], attrs[name])
+                continue
             if first:
                 self._attributes(entry, path, _shown(svar.attrs), _shown(attrs[name]))
             self._meaning(entry, path, svar, attrs[name], name in self.reencoded)
-            self.result.variables_checked.append(path)
             shape = tuple(
-                entry["length"] if d == self.concat_dim else n
+                entry["length"] if d == dim else n
                 for d, n in zip(svar.dims, svar.shape, strict=True)
             )
-            if shape != source.shape(name):
-                detail = f"shape {shape} in the store, {source.shape(name)} in the source"
+            if shape != source.shape(own[name]):
+                detail = f"shape {shape} in the store, {source.shape(own[name])} in the source"
                 self._mismatch(entry, path, detail)
                 continue
             if name in self.reencoded:
                 self._compare_decoded(entry, path, name, decoded[name])
             else:
-                self._compare_raw(entry, path, name, source, attrs[name])
+                self._compare_raw(entry, path, name, source, attrs[name], own[name])
 
-    def _decoded(self, entry, source: Source, names: list[str]) -> dict[str, list[np.ndarray]]:
-        regions = {n: [r for r, _ in self.values[entry["file_id"]].get(n, [])] for n in names}
-        return source.decoded(regions, self.concat_dim, entry["start"]) if names else {}
+    # -- fused datasets: each file is of one part, which holds some of the store's variables --
 
-    def _compare_raw(self, entry, path: str, name: str, source: Source, attrs: dict) -> None:
+    def _part(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """The entry's part (``commit.json``'s ``fusion``); empty for a dataset of one."""
+        return self.fusion.get("parts", {}).get(entry.get("part", ""), {})
+
+    def _dim(self, entry: dict[str, Any]) -> str:
+        return self._part(entry).get("concat_dim", self.concat_dim)
+
+    def _along(self, var: xr.Variable) -> str:
+        return next((d for d in var.dims if d in self.along), self.concat_dim)
+
+    def _names(self, entry: dict[str, Any]) -> list[str]:
+        """The store's variables (of this group) that the entry's file holds."""
+        held = self._part(entry).get("variables")
+        if held is None:
+            return list(self.store.variables)
+        paths = set(held)
+        return [n for n in self.store.variables if _path(self.group, n) in paths]
+
+    def _source_name(self, entry: dict[str, Any], name: str) -> str:
+        """The name a store variable has in the entry's file (renamed by the config)."""
+        back = {new: old for old, new in self._part(entry).get("rename", {}).items()}
+        return back.get(_path(self.group, name), name).rpartition("/")[2]
+
+    def _store_name(self, entry: dict[str, Any], source_name: str) -> str:
+        rename = self._part(entry).get("rename", {})
+        return rename.get(_path(self.group, source_name), source_name).rpartition("/")[2]
+
+    def _left_out(self, entry: dict[str, Any]) -> dict[str, str]:
+        dropped = self._part(entry).get("dropped")
+        return self.result.not_in_store if dropped is None else dropped
+
+    def _foreign(self, entry: dict[str, Any], name: str) -> bool:
+        """A coordinate the parts share whose values the store holds from another part."""
+        owners = self.fusion.get("shared", {}).get(_path(self.group, name))
+        return bool(owners) and owners[0] != entry.get("part")
+
+    def _compare_shared(self, entry, path: str, name: str, source: Source, own: str, attrs) -> None:
+        """Another part's coordinate: this file's values agree with the store's within the
+        tolerance the commit allowed (decoded: packing, fill values, time units)."""
+        svar = self.store.variables[name]
+        tolerance = self.fusion.get("tolerance", {}).get(path, 0)
+        for region, stored in self.values[entry["file_id"]].get(name, []):
+            raw = source.raw(own, local_region(region, svar.dims, self._dim(entry), entry["start"]))
+            self.result.chunks_checked += 1
+            self.result.values_compared += int(np.size(raw))
+            found = disagreement(stored, svar.attrs, raw, attrs, tolerance, _SIDES)
+            if found is not None:
+                detail = f"differs from the values the store keeps (another part's): {found[0]}"
+                self._mismatch(entry, path, detail)
+
+    def _decoded(self, entry, source: Source, names: list[str], own) -> dict[str, list[np.ndarray]]:
+        if not names:
+            return {}
+        values = self.values[entry["file_id"]]
+        regions = {own[n]: [r for r, _ in values.get(n, [])] for n in names}
+        found = source.decoded(regions, self._dim(entry), entry["start"])
+        return {n: found[own[n]] for n in names}
+
+    def _compare_raw(
+        self, entry, path: str, name: str, source: Source, attrs: dict, own: str
+    ) -> None:
         """Raw numbers as stored, and the attributes that decode them, alike: the two
         decode alike."""
         svar = self.store.variables[name]
@@ -426,7 +505,7 @@ class _Part:
             detail = f"{key} is {got!r} in the store but {want!r} in the source"
             self._mismatch(entry, path, detail)
         for region, stored in self.values[entry["file_id"]][name]:
-            raw = source.raw(name, local_region(region, svar.dims, self.concat_dim, entry["start"]))
+            raw = source.raw(own, local_region(region, svar.dims, self._dim(entry), entry["start"]))
             if raw.dtype != stored.dtype and not (
                 raw.dtype.kind in "SUO" or stored.dtype.kind in "SUO"
             ):
@@ -609,6 +688,7 @@ def _shown(attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 _FAILED = object()  # a source that changed since its scan (named in the verdict)
+_SIDES = ("the store", "the source")
 
 
 def _unreadable_error(url: str, what: str) -> AccessError:

@@ -68,6 +68,8 @@ class Plan:
     converted: dict[str, dict[str, str]] = field(default_factory=dict)
     accepted: list[str] = field(default_factory=list)  # attributes allowed to differ
     reencoded: list[str] = field(default_factory=list)  # stored in another encoding than read
+    # parts merged by variable (nc2ice.combine.fusion): each part's files, dimension, names
+    fusion: dict[str, Any] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
         reasons: dict[str, list[str]] = defaultdict(list)

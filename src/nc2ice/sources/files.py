@@ -59,11 +59,53 @@ def read_sources_file(path: str | Path) -> list[str]:
 
 def patterns(ds: dict[str, Any], *, missing_ok: bool = False) -> list[str | dict[str, Any]]:
     """A dataset's source entries: its ``sources`` and the lines of its ``sources_file``
-    (which, with ``missing_ok``, may not exist yet)."""
+    (which, with ``missing_ok``, may not exist yet); a fused dataset's, those of its parts."""
+    if ds.get("parts"):
+        return [e for part in ds["parts"].values() for e in patterns(part, missing_ok=missing_ok)]
     found = list(ds.get("sources") or [])
     sources_file = ds.get("sources_file")
     if sources_file and not (missing_ok and not Path(sources_file).exists()):
         found += read_sources_file(sources_file)
+    return found
+
+
+def part_patterns(ds: dict[str, Any]) -> dict[str, list[str | dict[str, Any]]]:
+    """Each part's source entries; a dataset without ``parts`` is one part named ''."""
+    if not ds.get("parts"):
+        return {"": patterns(ds)}
+    return {name: patterns(part) for name, part in ds["parts"].items()}
+
+
+def file_parts(ds: dict[str, Any], sources: list[Source]) -> dict[str, str]:
+    """The part each listed file belongs to, by its file id: the part whose entry (URL,
+    glob, catalog) listed it (the listing refuses a file two parts list)."""
+    by_entry = {origin(e): name for name, entries in part_patterns(ds).items() for e in entries}
+    found = {}
+    for source in sources:
+        if source.origin not in by_entry:
+            raise AccessError(
+                f"{source.url}: no part of the dataset lists it any more ({source.origin!r}): "
+                "list the sources again"
+            )
+        found[source.file_id] = by_entry[source.origin]
+    return found
+
+
+def expand_parts(
+    ds: dict[str, Any], access: Access, workers: int, origins: dict[str, str]
+) -> dict[str, dict[str, Any] | None]:
+    """``expand`` over every part's entries, refusing a file two parts list: a file's
+    variables belong to one part."""
+    found: dict[str, dict[str, Any] | None] = {}
+    part_of: dict[str, str] = {}
+    for name, entries in part_patterns(ds).items():
+        for url, meta in expand(entries, access, workers, origins).items():
+            if part_of.setdefault(url, name) != name:
+                raise AccessError(
+                    f"{url} is listed by part {part_of[url]!r} and by part {name!r}: "
+                    "a file belongs to one part (list it in one of them)"
+                )
+            found.setdefault(url, meta)
     return found
 
 

@@ -19,7 +19,14 @@ from nc2ice.access import Access, normalize_url, prefix_of
 from nc2ice.atomic import atomic_write_text
 from nc2ice.errors import AccessError
 from nc2ice.sources import batches
-from nc2ice.sources.files import Source, describe, expand, origin, patterns, table_text
+from nc2ice.sources.files import (
+    Source,
+    describe,
+    expand_parts,
+    origin,
+    patterns,
+    table_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +54,7 @@ def list_dataset(
     before = batches.previous(folder)
     origins: dict[str, str] = {}
     entries = patterns(ds)
-    listed = expand(entries, access, workers=config["http"]["max_connections"], origins=origins)
+    listed = expand_parts(ds, access, config["http"]["max_connections"], origins)
     known = {s.url: s.file_id for s in before}
     for url, meta in listed.items():
         if meta is None and url not in known:

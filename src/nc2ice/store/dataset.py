@@ -21,6 +21,7 @@ from typing import Any
 from nc2ice import config as config_mod
 from nc2ice.access import Access, prefix_of
 from nc2ice.atomic import atomic_write_text, load_json, write_json
+from nc2ice.combine.fusion import combine_parts
 from nc2ice.combine.plan import Plan, combine
 from nc2ice.errors import CombineError, CommitError, PublishError, out_of_space
 from nc2ice.faults import pause
@@ -28,7 +29,7 @@ from nc2ice.logs import Progress
 from nc2ice.model.chunks import read_region
 from nc2ice.model.index import Scanned, read_index, scanned_versions
 from nc2ice.model.manifest import read_manifest
-from nc2ice.sources.files import read_table
+from nc2ice.sources.files import file_parts, read_table
 from nc2ice.store import publish as publish_mod
 from nc2ice.store import repository, trust
 from nc2ice.store import snapshot as snapshots
@@ -97,18 +98,22 @@ def prepare(
         manifests.append((row.file_id, read_manifest(where[row.file_id])))
         progress.advance()
     log.info("%s: combining %d manifests (%d skipped files)", dataset, len(manifests), len(skipped))
-    plan = combine(
-        manifests,
-        concat_dim=ds["concat_dim"],
-        variables=ds["variables"],
-        drop_variables=ds["drop_variables"],
-        on_chunk_mismatch=ds["on_chunk_mismatch"],
-        max_materialized_fraction=ds["max_materialized_fraction"],
-        concat_order=ds["concat_order"],
-        convert_units=ds.get("convert_units", False),
-        accept_differences=ds.get("accept_differences", []),
-        reader=lambda var: read_region(var, tuple(slice(0, n) for n in var.shape), access),
-    )
+    reader = lambda var: read_region(var, tuple(slice(0, n) for n in var.shape), access)  # noqa: E731
+    if ds.get("parts"):
+        plan = _fused(ds, manifests, sources_tsv, reader)
+    else:
+        plan = combine(
+            manifests,
+            concat_dim=ds["concat_dim"],
+            variables=ds["variables"],
+            drop_variables=ds["drop_variables"],
+            on_chunk_mismatch=ds["on_chunk_mismatch"],
+            max_materialized_fraction=ds["max_materialized_fraction"],
+            concat_order=ds["concat_order"],
+            convert_units=ds.get("convert_units", False),
+            accept_differences=ds.get("accept_differences", []),
+            reader=reader,
+        )
     store_url, group = config_mod.store_location(config, dataset)
     settings = config_mod.store_settings(ds)
     digests = {f: rows[f].sha256 for f in plan.files}
@@ -125,6 +130,24 @@ def prepare(
         "extents": {e["file_id"]: [e["start"], e["length"]] for e in _file_extents(plan, rows)},
     }
     return Prepared(dataset, plan, rows, skipped, metadata, store_url, group, access)
+
+
+def _fused(ds: dict[str, Any], manifests: list, sources_tsv: str | None, reader) -> Plan:
+    """Each part's files combined along its own dimension, then the parts merged by
+    variable (``nc2ice.combine.fusion``); which part a file belongs to, the listing says."""
+    if not sources_tsv or not Path(sources_tsv).exists():
+        raise CombineError("a dataset of parts needs the listing's sources.tsv to commit")
+    part_of = file_parts(ds, read_table(sources_tsv))
+    by_part: dict[str, list] = {name: [] for name in ds["parts"]}
+    for file_id, manifest in manifests:
+        by_part[part_of[file_id]].append((file_id, manifest))
+    return combine_parts(
+        by_part,
+        ds,
+        on_chunk_mismatch=ds["on_chunk_mismatch"],
+        max_materialized_fraction=ds["max_materialized_fraction"],
+        reader=reader,
+    )
 
 
 def _scanned(
@@ -175,12 +198,14 @@ def commit_dataset(
         "action": outcome.change.action,
         "change": outcome.change.record(),
         "tag": outcome.tag,
-        "concat_dim": config["datasets"][dataset]["concat_dim"],
+        "concat_dim": _concat_dim(prepared.plan, config["datasets"][dataset]),
         "groups": sorted(prepared.plan.group_attrs),
         "files": _file_extents(prepared.plan, prepared.rows),
         "skipped": prepared.skipped,
         "report": report,
     }
+    if prepared.plan.fusion:  # which part each file is of, its names and dimension
+        record["fusion"] = prepared.plan.fusion
     ds = config["datasets"][dataset]
     record["validation_plan"] = trust.plan(
         prepared.plan.files,
@@ -330,19 +355,28 @@ def _write_skipped(path: str, skipped: list[dict[str, str]], dataset: str) -> No
 
 
 def _file_extents(plan: Plan, rows: dict[str, Scanned]) -> list[dict[str, Any]]:
-    """Where each file's piece lies along the concatenation dimension of the store."""
-    lengths = dict.fromkeys(plan.files, 0)
-    concatenated = [a for a in plan.arrays.values() if a.axis is not None]
-    if concatenated:
-        lengths = {p.file_id: p.var.shape[0] for p in concatenated[0].parts}
-    extents, start = [], 0
+    """Where each file's piece lies along the concatenation dimension of the store (of its
+    part's dimension, in a fused dataset: the parts' files lie side by side)."""
+    where: dict[str, tuple[int, int]] = {}
+    for array in plan.arrays.values():
+        for part in array.parts if array.axis is not None else []:
+            where.setdefault(part.file_id, (part.offset, part.var.shape[0]))
+    part_of = {f: p for p, d in plan.fusion.get("parts", {}).items() for f in d["files"]}
+    extents = []
     for file_id in plan.files:
-        row = rows[file_id]
-        extent = {"file_id": file_id, "url": row.url, "start": start, "length": lengths[file_id]}
+        row, (start, length) = rows[file_id], where.get(file_id, (0, 0))
+        extent = {"file_id": file_id, "url": row.url, "start": start, "length": length}
         extent["version"] = {"size": row.size, "etag": row.etag, "last_modified": row.last_modified}
+        if file_id in part_of:
+            extent["part"] = part_of[file_id]
         extents.append(extent)
-        start += lengths[file_id]
     return extents
+
+
+def _concat_dim(plan: Plan, ds: dict[str, Any]) -> str:
+    """The dimension the files are concatenated along (a fused dataset's first part's)."""
+    parts = plan.fusion.get("parts")
+    return next(iter(parts.values()))["concat_dim"] if parts else ds["concat_dim"]
 
 
 def _log_report(dataset: str, report: dict[str, Any]) -> None:

@@ -181,14 +181,18 @@ def unchanged_files(plan: Plan, metadata, previous, stored, change: Change) -> l
         return list(plan.files)
     extents = metadata.get("extents", {})
     if change.action == "appended":
-        ends = [
-            _first_chunk(a, change) * a.chunks[0]
-            for a in plan.arrays.values()
-            if a.axis is not None and a.data is None
-        ]
-        rewritten_from = min(ends, default=math.inf)
+        # per file, where the arrays it is part of are rewritten from (a fused dataset's
+        # parts have arrays, and extents, of their own)
+        rewritten_from: dict[str, float] = {}
+        for a in plan.arrays.values():
+            if a.axis is not None and a.data is None:
+                end = _first_chunk(a, change) * a.chunks[0]
+                for part in a.parts:
+                    rewritten_from[part.file_id] = min(rewritten_from.get(part.file_id, end), end)
         old = [f for f in plan.files if f not in change.appended]
-        return [f for f in old if sum(extents.get(f, [0, math.inf])) <= rewritten_from]
+        return [
+            f for f in old if sum(extents.get(f, [0, math.inf])) <= rewritten_from.get(f, math.inf)
+        ]
     before = previous.get("extents", {})
     if stored is None or not _same_layout(plan, stored):
         return []
