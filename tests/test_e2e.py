@@ -7,6 +7,7 @@ from archives import cdf5, clean, netcdf3
 from conftest import commit_record, read_back_in_new_process, run_workflow, validation
 
 from nc2ice.access import Access
+from nc2ice.store.contents import read_index
 from nc2ice.store.repository import open_repository
 
 pytestmark = pytest.mark.e2e
@@ -270,5 +271,8 @@ def test_two_datasets_share_one_local_repository_in_one_run(tmp_path):
         from nc2ice.store.open import open_store_dataset
 
         assert open_store_dataset(store, group=name).sizes["time"] == 12 * len(files)
-    history = open_repository(f"file://{store}", Access()).ancestry(branch="main")
-    assert sorted((s.metadata or {}).get("dataset", "") for s in history) == ["", "first", "second"]
+    repo = open_repository(f"file://{store}", Access())
+    history = [dict(s.metadata or {}) for s in repo.ancestry(branch="main")]
+    assert sorted(m["dataset"] for m in history if "dataset" in m) == ["first", "second"]
+    assert sorted(m["nc2ice_index"] for m in history if "nc2ice_index" in m) == ["first", "second"]
+    assert sorted(read_index(repo)) == ["first", "second"]

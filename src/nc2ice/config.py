@@ -246,6 +246,7 @@ NOT_CONTENT = (
     "recheck_files",
     "on_chunk_mismatch",
     "max_materialized_fraction",
+    "bundle",
 )
 
 

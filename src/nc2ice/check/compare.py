@@ -370,8 +370,10 @@ class _Part:
 
     def _check(self, entry, source: Source, first: bool) -> None:
         file_id = entry["file_id"]
-        if first:
-            self._attributes(entry, "", self.store.attrs, source.global_attrs())
+        if first:  # with the attributes the config added (a file's own value wins)
+            added = self.commit.get("added_attributes", {}) if not self.group else {}
+            want = {**added, **source.global_attrs()}
+            self._attributes(entry, "", self.store.attrs, want)
         for name in self.store.variables:
             if name not in source.names and _path(self.group, name) not in self.result.not_in_store:
                 detail = "in the store but not in the source file"

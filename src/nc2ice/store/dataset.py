@@ -109,6 +109,7 @@ def prepare(
         accept_differences=ds.get("accept_differences", []),
         reader=lambda var: read_region(var, tuple(slice(0, n) for n in var.shape), access),
     )
+    added = add_attributes(plan, ds.get("attributes") or {}, dataset)
     store_url, group = config_mod.store_location(config, dataset)
     settings = config_mod.store_settings(ds)
     digests = {f: rows[f].sha256 for f in plan.files}
@@ -123,8 +124,29 @@ def prepare(
         "report": {k: v for k, v in plan.report().items() if k != "per_file"},
         "attributes": snapshots.attribute_types(plan),
         "extents": {e["file_id"]: [e["start"], e["length"]] for e in _file_extents(plan, rows)},
+        "added_attributes": added,
     }
     return Prepared(dataset, plan, rows, skipped, metadata, store_url, group, access)
+
+
+def add_attributes(plan: Plan, attributes: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The config's ``attributes`` (a collection's: its columns' values) on the dataset's
+    root group, where the files do not have them: a file's own value is what the files say,
+    so it is kept, and the difference logged.  Returns those added."""
+    root = plan.group_attrs.setdefault("", {})
+    added = {}
+    for key, value in attributes.items():
+        if key not in root:
+            root[key] = added[key] = value
+        elif root[key] != value:
+            log.info(
+                "%s: attribute %r is %r in the files, %r in the config: the files' kept",
+                dataset,
+                key,
+                root[key],
+                value,
+            )
+    return added
 
 
 def _scanned(
@@ -177,6 +199,7 @@ def commit_dataset(
         "tag": outcome.tag,
         "concat_dim": config["datasets"][dataset]["concat_dim"],
         "groups": sorted(prepared.plan.group_attrs),
+        "added_attributes": prepared.metadata["added_attributes"],
         "files": _file_extents(prepared.plan, prepared.rows),
         "skipped": prepared.skipped,
         "report": report,
@@ -260,8 +283,22 @@ def publish_dataset(
         )
     else:
         log.info("%s: nothing new to publish: main holds snapshot %s", dataset, record["snapshot"])
+    if record["group"]:  # a repository shared by datasets: its index names this one
+        _index(config, record, published)
     write_json(out, published)
     return published
+
+
+def _index(config: dict[str, Any], record: dict[str, Any], published: dict[str, Any]) -> None:
+    from nc2ice.store.contents import index_entry, write_index
+
+    store, group = record["store"], record["group"]
+    with room_in(store), repository.store_lock(store):
+        repo = repository.open_repository(store, Access.from_config(config))
+        found = {**published, "files": len(record["files"])}
+        written = write_index(repo, group, index_entry(repo, found, record["concat_dim"]))
+    if written:
+        log.info("%s: listed in the repository's index (snapshot %s)", record["dataset"], written)
 
 
 @contextlib.contextmanager
