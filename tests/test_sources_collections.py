@@ -142,7 +142,7 @@ def test_a_catalog_queried_over_http_reads_back_as_its_files(tmp_path, http_serv
     assert len(before) == 12
 
     add_file(folder, "CESM2", "historical", "tas", 2002, relative=True)
-    again = run_workflow(tmp_path / "run", config)
+    run_workflow(tmp_path / "run", config)
     after = _assert_tree_is_the_files(store, folder)
     grown = "CESM2/historical/Amon/tas"
     assert after[grown]["snapshot"] != before[grown]["snapshot"]

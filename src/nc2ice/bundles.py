@@ -96,14 +96,16 @@ def run_bundle(
 ) -> dict[str, Any]:
     """Every dataset of ``bundle`` through every step; ``out`` lists what each one did."""
     datasets = members(config)[bundle]
-    rows, failed = [], {}
+    rows, failed, published = [], {}, []
     for dataset in datasets:
         try:
-            run_dataset(config, dataset, connections)
+            if done := run_dataset(config, dataset, connections):
+                published.append(done)
         except Nc2IceError as exc:
             log.error("%s", exc)
             failed[dataset] = str(exc)
         rows.append({"dataset": dataset, "error": failed.get(dataset)})
+    _index(config, published)
     result = {"bundle": bundle, "datasets": rows, "failed": sorted(failed)}
     write_json(Path(out).with_suffix(".last.json"), result)  # kept when the job fails
     if failed:
@@ -117,8 +119,24 @@ def run_bundle(
     return result
 
 
-def run_dataset(config: dict[str, Any], dataset: str, connections: int = 1) -> None:
-    """One dataset through every step, each skipped where its outputs are up to date."""
+def _index(config: dict[str, Any], published: list[tuple[dict, dict]]) -> None:
+    """The datasets published by this job listed in their repositories' indexes, one commit
+    per repository (not one per dataset: each rewrites the whole index)."""
+    from nc2ice.store.dataset import update_index
+
+    stores: dict[str, list[tuple[dict, dict]]] = {}
+    for record, done in published:
+        if record["group"]:
+            stores.setdefault(record["store"], []).append((record, done))
+    for store, datasets in stores.items():
+        update_index(config, store, datasets)
+
+
+def run_dataset(
+    config: dict[str, Any], dataset: str, connections: int = 1
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """One dataset through every step, each skipped where its outputs are up to date; its
+    commit and publish records if it was published now."""
     from nc2ice import steps
     from nc2ice.sources.batches import names
     from nc2ice.sources.listing import list_dataset
@@ -150,16 +168,19 @@ def run_dataset(config: dict[str, Any], dataset: str, connections: int = 1) -> N
         parts.append(str(verdict))
     if _stale([paths.verdict], [paths.commit, *map(Path, parts)]):
         steps.verdict_step(config, dataset, str(paths.commit), parts, str(paths.verdict))
-    if _stale([paths.published], [paths.commit, paths.verdict]):
-        publish_dataset(
-            config,
-            dataset,
-            str(paths.commit),
-            str(paths.verdict),
-            indexes,
-            str(paths.sources),
-            str(paths.published),
-        )
+    if not _stale([paths.published], [paths.commit, paths.verdict]):
+        return None
+    published = publish_dataset(
+        config,
+        dataset,
+        str(paths.commit),
+        str(paths.verdict),
+        indexes,
+        str(paths.sources),
+        str(paths.published),
+        index=False,
+    )
+    return load_json(paths.commit), published
 
 
 def _stale(outputs: list[Path], inputs: list[Path]) -> bool:

@@ -22,10 +22,9 @@ import xarray as xr
 import zarr
 
 from nc2ice.errors import CommitError
-from nc2ice.store.repository import BRANCH
+from nc2ice.store.repository import BRANCH, INDEX, INDEX_COMMIT, index_at
 
 log = logging.getLogger(__name__)
-INDEX = "nc2ice_datasets"
 TRIES = 20
 
 
@@ -36,7 +35,8 @@ def index_entry(repo: icechunk.Repository, published: dict[str, Any], concat_dim
     dim = concat_dim if concat_dim in ds.coords else ("time" if "time" in ds.coords else None)
     entry = {
         "dataset": published["dataset"],
-        "snapshot": published["validated_snapshot"],
+        "snapshot": published["snapshot"],
+        "validated_snapshot": published["validated_snapshot"],
         "variables": sorted(str(v) for v in ds.data_vars),
         "files": published.get("files"),
         "published": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -47,37 +47,63 @@ def index_entry(repo: icechunk.Repository, published: dict[str, Any], concat_dim
     return entry
 
 
-def write_index(repo: icechunk.Repository, group: str, entry: dict[str, Any]) -> str | None:
-    """Put ``entry`` under ``group`` in the index on ``main``; the new snapshot, or None if
-    the index said so already."""
+def write_index(repo: icechunk.Repository, entries: dict[str, dict[str, Any]]) -> str | None:
+    """Put ``entries`` (group path -> entry) in the index on ``main``, with every dataset
+    commit since the index was last written (a run killed between its publish and its
+    index); the new snapshot, or None if the index said so already."""
+    names = sorted(e["dataset"] for e in entries.values())
     for _ in range(TRIES):
         session = repo.writable_session(BRANCH)
         root = zarr.open_group(session.store, mode="r+", zarr_format=3)
         index = dict(root.attrs.get(INDEX) or {})
-        same = {k: v for k, v in (index.get(group) or {}).items() if k != "published"}
-        if same == {k: v for k, v in entry.items() if k != "published"}:
+        new = {**_since_last_index(repo, session.snapshot_id, index), **entries}
+        if all(_same(index.get(g), e) for g, e in new.items()):
             return None
-        index[group] = entry
-        root.attrs[INDEX] = dict(sorted(index.items()))
+        root.attrs[INDEX] = dict(sorted({**index, **new}.items()))
         _only_the_root(session)
         try:
             return session.commit(
-                f"index: {entry['dataset']} ({group}) at snapshot {entry['snapshot']}",
-                metadata={"nc2ice_index": entry["dataset"]},
+                f"index: {_listed(names)} listed",
+                metadata={INDEX_COMMIT: _listed(names)},
             )
         except icechunk.ConflictError:
             continue  # another dataset's index entry or commit landed first: read it again
-    raise CommitError(f"{entry['dataset']}: main kept moving; the index was not updated")
+    raise CommitError(f"{_listed(names)}: main kept moving; the index was not updated")
 
 
 def read_index(repo: icechunk.Repository, snapshot: str | None = None) -> dict[str, Any]:
     """The index as ``main`` (or ``snapshot``) has it: group path -> entry."""
-    session = (
-        repo.readonly_session(snapshot_id=snapshot)
-        if snapshot
-        else repo.readonly_session(branch=BRANCH)
-    )
-    return dict(zarr.open_group(session.store, mode="r", zarr_format=3).attrs.get(INDEX) or {})
+    return index_at(repo, snapshot or repo.lookup_branch(BRANCH))
+
+
+def _since_last_index(
+    repo: icechunk.Repository, tip: str, index: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The dataset commits after the index's last commit (all of them, the first time), as
+    entries for the groups whose entry does not name them."""
+    found: dict[str, dict[str, Any]] = {}
+    for info in repo.ancestry(snapshot_id=tip):
+        metadata = dict(info.metadata or {})
+        if INDEX_COMMIT in metadata and index:
+            break
+        group = metadata.get("group")
+        if "dataset" in metadata and group and group not in found:
+            if (index.get(group) or {}).get("snapshot") != info.id:
+                found[group] = {"dataset": metadata["dataset"], "snapshot": info.id}
+            else:
+                found[group] = index[group]
+    return {g: e for g, e in found.items() if e is not index.get(g)}
+
+
+def _same(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    drop = ("published",)
+    return old is not None and {k: v for k, v in old.items() if k not in drop} == {
+        k: v for k, v in new.items() if k not in drop
+    }
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _only_the_root(session: icechunk.Session) -> None:

@@ -244,8 +244,10 @@ def publish_dataset(
     indexes: list[str],
     sources_tsv: str | None,
     out: str,
+    index: bool = True,
 ) -> dict[str, Any]:
-    """The publish step: ``main`` moves to the validated snapshot, or stays where it is."""
+    """The publish step: ``main`` moves to the validated snapshot, or stays where it is;
+    then the repository's index lists it (``index``: a bundle lists its datasets at once)."""
     record, verdict = load_json(commit_json), load_json(validation_json)
     store, base, branch = record["store"], record["base"], record["branch"]
     if not verdict.get("passed"):
@@ -283,22 +285,32 @@ def publish_dataset(
         )
     else:
         log.info("%s: nothing new to publish: main holds snapshot %s", dataset, record["snapshot"])
-    if record["group"]:  # a repository shared by datasets: its index names this one
-        _index(config, record, published)
+    if record["group"] and index:  # a repository shared by datasets: its index names it
+        update_index(config, record["store"], [(record, published)])
     write_json(out, published)
     return published
 
 
-def _index(config: dict[str, Any], record: dict[str, Any], published: dict[str, Any]) -> None:
+def update_index(
+    config: dict[str, Any], store: str, datasets: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> None:
+    """The repository's index lists these datasets (their commit and published records) as
+    ``main`` has them now: one commit for all of them."""
     from nc2ice.store.contents import index_entry, write_index
 
-    store, group = record["store"], record["group"]
     with room_in(store), repository.store_lock(store):
         repo = repository.open_repository(store, Access.from_config(config))
-        found = {**published, "files": len(record["files"])}
-        written = write_index(repo, group, index_entry(repo, found, record["concat_dim"]))
+        entries = {
+            record["group"]: index_entry(
+                repo, {**published, "files": len(record["files"])}, record["concat_dim"]
+            )
+            for record, published in datasets
+        }
+        written = write_index(repo, entries)
     if written:
-        log.info("%s: listed in the repository's index (snapshot %s)", record["dataset"], written)
+        log.info(
+            "%s: %d dataset(s) listed in its index (snapshot %s)", store, len(entries), written
+        )
 
 
 @contextlib.contextmanager

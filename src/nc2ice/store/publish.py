@@ -44,12 +44,12 @@ def publish(
     ``rewrite(tip)`` writes the same change again on top of them, which is then published."""
     done = Published(outcome.snapshot, outcome.tag)
     for _ in range(PUBLISH_TRIES):
-        if _published(repo, outcome.snapshot):
-            break
         try:
             repo.reset_branch(BRANCH, outcome.snapshot, from_snapshot_id=outcome.base)
             break
         except icechunk.IcechunkError:
+            if _published(repo, outcome.snapshot, outcome.base):
+                break  # a rerun after a kill: main holds it already
             tip = repo.lookup_branch(BRANCH)
             same = _same_inputs_on(repo, dataset, outcome.snapshot, tip)
             if same is not None:  # another run published these very inputs meanwhile
@@ -92,12 +92,13 @@ def _same_inputs_on(repo: icechunk.Repository, dataset: str, snapshot: str, tip:
     return found[0] if found and found[1].get("input_digest") == digest else None
 
 
-def _published(repo: icechunk.Repository, snapshot: str, depth: int = 1000) -> bool:
-    """Whether ``snapshot`` is on main already (a rerun after a kill)."""
-    for n, info in enumerate(repo.ancestry(branch=BRANCH)):
+def _published(repo: icechunk.Repository, snapshot: str, base: str | None) -> bool:
+    """Whether ``snapshot`` is on main already (a rerun after a kill): it would be among the
+    commits after its ``base``."""
+    for info in repo.ancestry(branch=BRANCH):
         if info.id == snapshot:
             return True
-        if n >= depth:
+        if info.id == base:
             break
     return False
 

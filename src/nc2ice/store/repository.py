@@ -56,12 +56,38 @@ def open_repository(store_url: str, access: Access) -> icechunk.Repository:
 def last_commit(
     repo: icechunk.Repository, dataset: str, snapshot: str
 ) -> tuple[str, dict[str, Any]] | None:
-    """The latest snapshot in the ancestry of ``snapshot`` that committed ``dataset``."""
+    """The latest snapshot in the ancestry of ``snapshot`` that committed ``dataset``.
+
+    In a repository shared by datasets the walk back stops at the newest commit of its index
+    (``nc2ice.store.contents``), which names every dataset's last commit before it: a walk
+    through thousands of other datasets' commits would make each commit slower than the
+    last."""
     for info in repo.ancestry(snapshot_id=snapshot):
         metadata = dict(info.metadata or {})
         if metadata.get("dataset") == dataset:
             return info.id, metadata
+        if INDEX_COMMIT in metadata:
+            for entry in index_at(repo, info.id).values():
+                if entry.get("dataset") == dataset:
+                    found = entry["snapshot"]
+                    return found, dict(repo.lookup_snapshot(found).metadata or {})
+            return None
     return None
+
+
+INDEX = "nc2ice_datasets"  # the root's attribute: group path -> its dataset's entry
+INDEX_COMMIT = "nc2ice_index"  # in the metadata of a commit that wrote the index
+
+
+def index_at(repo: icechunk.Repository, snapshot: str) -> dict[str, Any]:
+    """The index as ``snapshot`` has it (empty where there is none)."""
+    import zarr
+
+    store = repo.readonly_session(snapshot_id=snapshot).store
+    try:
+        return dict(zarr.open_group(store, mode="r", zarr_format=3).attrs.get(INDEX) or {})
+    except FileNotFoundError:
+        return {}
 
 
 # -- what changed ---------------------------------------------------------------------------
