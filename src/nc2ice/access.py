@@ -456,13 +456,18 @@ class Access:
         return config
 
     def authorize(self, prefixes: list[str]) -> dict[str, Any]:
+        """Credentials for following references: anonymous except keyed S3 (an S3
+        container given None would look for keys, down to the EC2 metadata service)."""
         import icechunk  # here: scanning and listing do not need it
 
-        """Credentials for following references: anonymous except keyed S3."""
         creds: dict[str, Any] = {}
         for prefix in prefixes:
-            keyed = prefix.startswith("s3://") and not self.s3.anonymous
-            creds[prefix] = icechunk.s3_from_env_credentials() if keyed else None
+            if not prefix.startswith("s3://"):
+                creds[prefix] = None
+            elif self.s3.anonymous:
+                creds[prefix] = icechunk.s3_anonymous_credentials()
+            else:
+                creds[prefix] = icechunk.s3_from_env_credentials()
         return icechunk.containers_credentials(creds)
 
 

@@ -11,6 +11,7 @@ got there) and ``skipped.tsv`` (the files left out as unreadable, and why).  Pub
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from nc2ice.sources.files import read_table
 from nc2ice.store import publish as publish_mod
 from nc2ice.store import repository, trust
 from nc2ice.store import snapshot as snapshots
+from nc2ice.store.open import read_with
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +205,7 @@ def commit_dataset(
         "files": _file_extents(prepared.plan, prepared.rows),
         "skipped": prepared.skipped,
         "report": report,
+        "read_with": _read_with(prepared),
     }
     ds = config["datasets"][dataset]
     record["validation_plan"] = trust.plan(
@@ -216,6 +219,15 @@ def commit_dataset(
     _log_plan(dataset, record["validation_plan"])
     write_json(record_out, record)
     return record
+
+
+def _read_with(prepared: Prepared) -> str:
+    """The plain Icechunk + xarray code that opens the dataset once published, anonymously
+    (its comments say what changes for a reader with keys)."""
+    containers = {prefix_of(prepared.rows[f].url) for f in prepared.plan.files}
+    anonymous = dataclasses.replace(prepared.access.store_s3, anonymous=True)
+    tree = any(prepared.plan.group_attrs.keys() - {""})
+    return read_with(prepared.store_url, prepared.group, containers, s3=anonymous, tree=tree)
 
 
 def _log_plan(dataset: str, plan: dict[str, Any]) -> None:
@@ -261,6 +273,7 @@ def publish_dataset(
         "tag": None,
         "action": record["action"],
         "replayed_onto": [],
+        "read_with": record.get("read_with"),
     }
     if record["new_commit"]:
         access = Access.from_config(config)
