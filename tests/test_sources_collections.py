@@ -47,6 +47,8 @@ def test_each_group_of_the_query_is_a_dataset_in_one_repository(tmp_path, catalo
     # small datasets share jobs: 2 files each, 200 files a job -> one job
     assert {d["bundle"] for d in config["datasets"].values()} == {"cmip6-00000"}
     assert "demo" not in config["datasets"]  # a user's collection replaces the demo
+    # one container for the collection's folders, not one per folder
+    assert {d["container"] for d in config["datasets"].values()} == {catalog.parent.as_uri() + "/"}
 
 
 def test_queries_lists_and_settings_reach_every_dataset(tmp_path, catalog):

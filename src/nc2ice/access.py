@@ -211,13 +211,14 @@ def prefix_of(url: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)  # one answer per folder: archives hold many files each
-def _plain_prefix(folder: Path) -> str | None:
+def plain_prefix(folder: Path) -> str | None:
+    """``file:///`` and the folders of ``folder`` from the top whose names need no encoding."""
     plain = list(itertools.takewhile(_PLAIN.fullmatch, folder.parts[1:]))
     return "file:///" + "/".join(plain) + "/" if plain else None
 
 
 def _folder_prefix(folder: Path, path: Path) -> str:
-    prefix = _plain_prefix(folder)
+    prefix = plain_prefix(folder)
     if prefix is None:
         top = folder.parts[1:2]
         why = f"the first folder below / has one ({top[0]!r})" if top else "it lies in /"

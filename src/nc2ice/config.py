@@ -247,6 +247,7 @@ NOT_CONTENT = (
     "on_chunk_mismatch",
     "max_materialized_fraction",
     "bundle",
+    "container",
 )
 
 

@@ -50,12 +50,20 @@ class Prepared:
     store_url: str
     group: str
     access: Access
+    container: str | None = None
+
+    def _container(self, url: str) -> str:
+        """The container covering ``url``: the config's (a collection's common folder), or
+        one per host, bucket or folder."""
+        if self.container and url.startswith(self.container):
+            return self.container
+        return prefix_of(url)
 
     def commit(self, base: str | None = None, locked: bool = False) -> snapshots.Outcome:
         """Write the plan as a snapshot on a branch of its own (``main`` does not move);
         ``locked``: the caller holds the store's lock already (publishing writes again)."""
         urls = {self.rows[f].url: self.rows[f] for f in self.plan.files}
-        prefixes = sorted({prefix_of(url) for url in urls})
+        prefixes = sorted({self._container(url) for url in urls})
         options = {
             "dataset": self.dataset,
             "group": self.group,
@@ -128,7 +136,8 @@ def prepare(
         "extents": {e["file_id"]: [e["start"], e["length"]] for e in _file_extents(plan, rows)},
         "added_attributes": added,
     }
-    return Prepared(dataset, plan, rows, skipped, metadata, store_url, group, access)
+    container = ds.get("container")
+    return Prepared(dataset, plan, rows, skipped, metadata, store_url, group, access, container)
 
 
 def add_attributes(plan: Plan, attributes: dict[str, Any], dataset: str) -> dict[str, Any]:
@@ -311,15 +320,17 @@ def update_index(
     ``main`` has them now: one commit for all of them."""
     from nc2ice.store.contents import index_entry, write_index
 
+    repo = repository.open_repository(store, Access.from_config(config))
+    entries = {  # read from published snapshots: no other writer needs to wait for this
+        record["group"]: index_entry(
+            repo, {**published, "files": len(record["files"])}, record["concat_dim"]
+        )
+        for record, published in datasets
+    }
     with room_in(store), repository.store_lock(store):
-        repo = repository.open_repository(store, Access.from_config(config))
-        entries = {
-            record["group"]: index_entry(
-                repo, {**published, "files": len(record["files"])}, record["concat_dim"]
-            )
-            for record, published in datasets
-        }
-        written = write_index(repo, entries)
+        written = write_index(
+            repository.open_repository(store, Access.from_config(config)), entries
+        )
     if written:
         log.info(
             "%s: %d dataset(s) listed in its index (snapshot %s)", store, len(entries), written

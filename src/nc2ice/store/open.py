@@ -22,7 +22,7 @@ import xarray as xr
 from nc2ice.access import Access, S3Options, local_path, normalize_url
 from nc2ice.errors import AccessError, PublishError
 from nc2ice.logs import quiet_libraries
-from nc2ice.store.repository import BRANCH, FAILED_TAG, open_repository
+from nc2ice.store.repository import BRANCH, FAILED_TAG, index_at, open_repository
 
 # What makes a reader's S3 requests signed: keys, or a profile, in the environment.
 CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE")
@@ -294,6 +294,23 @@ class _Commits:
         history = repo.ancestry(snapshot_id=snapshot) if snapshot else repo.ancestry(branch=branch)
         self._history: Iterator[Any] | None = iter(history)
         self._seen: list[dict[str, Any]] = []
+        # a shared repository's index names each dataset's last commit: no walk through
+        # thousands of other datasets' commits for each group of a tree
+        self.repo = repo
+        self.index = index_at(repo, snapshot or repo.lookup_branch(branch))
+
+    def indexed(self, group: str) -> dict[str, Any] | None:
+        """The metadata of the commit the index names for ``group``'s dataset, {} for a
+        group above the datasets' groups; None where the index cannot say (no index, or a
+        dataset committed after it): then the history is walked."""
+        if not self.index:
+            return None
+        for mine, entry in self.index.items():
+            if f"{group}/".startswith(f"{mine}/"):
+                metadata = dict(self.repo.lookup_snapshot(entry["snapshot"]).metadata or {})
+                return metadata if metadata.get("dataset") == entry.get("dataset") else None
+        above = not group or any(m.startswith(f"{group}/") for m in self.index)
+        return {} if above else None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         yield from self._seen
@@ -311,6 +328,9 @@ class _Commits:
 def _metadata_for(commits: _Commits, group: str) -> dict[str, Any]:
     """The metadata of the last commit of the dataset holding ``group`` (in a repository
     shared by datasets, the branch's tip may be another dataset's commit)."""
+    found = commits.indexed(group)
+    if found is not None:
+        return found
     for metadata in commits:
         mine = metadata.get("group", "")
         if not mine or f"{group}/".startswith(f"{mine}/"):
