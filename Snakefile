@@ -15,6 +15,7 @@ include: "workflow/rules/commit.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/publish.smk"
+include: "workflow/rules/bundle.smk"
 
 
 # On a cluster these run on the login node: quick, and the listing needs the internet.

@@ -94,3 +94,16 @@ def write_catalog(
     }
     (folder / "catalog.json").write_text(json.dumps(spec, indent=1))
     return folder / "catalog.json"
+
+
+def add_file(folder: Path, model: str, experiment: str, variable: str, year: int, relative: bool):
+    """One more year of a group: its file, and its row at the end of ``catalog.csv``."""
+    name = f"{variable}_Amon_{model}_{experiment}_r1i1p1f1_gn_{year}01-{year}12.nc"
+    path = folder / model / experiment / name
+    cmip6_file(model, experiment, variable, year).to_netcdf(path)
+    table = pd.read_csv(folder / "catalog.csv", dtype=str)
+    values = ["CMIP", "CSIRO", model, experiment, "r1i1p1f1", "Amon", variable, "gn"]
+    where = str(path.relative_to(folder)) if relative else str(path)
+    table.loc[len(table)] = [*values, "v20200101", f"{year}01-{year}12", where]
+    table.to_csv(folder / "catalog.csv", index=False)
+    return path

@@ -57,19 +57,22 @@ def _sources(folder: Path, base: str | None, http_root: Path | None) -> list[str
 
 @pytest.fixture(scope="module", params=["local", "http"])
 def messy_run(request, tmp_path_factory):
+    """Every case in one run: over HTTP a job per step, locally many datasets to a job."""
     tmp = tmp_path_factory.mktemp(f"cases-{request.param}")
     base = http_root = None
     if request.param == "http":
         server = request.getfixturevalue("http_server")
         base, http_root = server.url, request.getfixturevalue("http_root")
     datasets = {}
-    for name, options in PASSING.items():
+    for n, (name, options) in enumerate(PASSING.items()):
         getattr(archives, name)(tmp / "archives" / name)
         datasets[name] = {
             "sources": _sources(tmp / "archives" / name, base, http_root),
             "inline_threshold": 0,
             **options,
         }
+        if request.param == "local":  # every step of each in two jobs (nc2ice.bundles)
+            datasets[name]["bundle"] = f"cases-{n % 2}"
     config = {"datasets": datasets, "store": {"root": str(tmp / "stores")}}
     run_workflow(tmp / "run", config)
     return tmp / "run"

@@ -129,6 +129,8 @@ def test_the_summary_shows_what_the_records_say(demo_report, page):
         assert shown.get(key) == want, (key, shown.get(key), want)
     assert shown["validation"] == "passed"
     assert int(shown["bytes referenced as stored"].replace(",", "")) > 0
+    # the code that opens the store without nc2ice, as commit.json records it
+    assert frame.locator("#read-with").inner_text().strip() == commit["read_with"].strip()
 
 
 def test_every_page_opens_and_every_image_decodes(page):

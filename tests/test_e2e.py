@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import html
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from archives import cdf5, clean, netcdf3
 from conftest import commit_record, read_back_in_new_process, run_workflow, validation
 
 from nc2ice.access import Access
+from nc2ice.store.contents import read_index
 from nc2ice.store.repository import open_repository
 
 pytestmark = pytest.mark.e2e
@@ -125,6 +133,100 @@ def test_s3_sources_and_store(tmp_path, s3_server):
     assert record["store"] == "s3://stores/virtual/bucket.icechunk"
     assert [f["file_id"] for f in record["files"]] == ["tas_2000", "tas_2001", "tas_2002"]
     read_back_in_new_process(record["store"], files, ["s3://archive/"], s3_server.endpoint)
+
+    # Published for anonymous readers (issue 17): buckets readable by anyone, a reader with
+    # no AWS_* in its environment opens the store with nc2ice.open, and with the plain code
+    # commit.json, published.json and the report show.
+    out = read_anonymously(record, files, s3_server.endpoint, public=())
+    assert "A PRIVATE STORE IS REFUSED IN ONE LINE" in out
+    s3.put_bucket_policy(Bucket="stores", Policy=json.dumps(public_read("stores")))
+    out = read_anonymously(record, files, s3_server.endpoint, public=("stores",))
+    assert "THE STORE OPENS, ITS SOURCES DO NOT" in out  # private sources: values refused
+    s3.put_bucket_policy(Bucket="archive", Policy=json.dumps(public_read("archive")))
+    published = json.loads((tmp_path / "run/results/bucket/published.json").read_text())
+    assert published["read_with"] == record["read_with"]
+    assert "anonymous=True" in record["read_with"] and "nc2ice" not in record["read_with"]
+    summary = (tmp_path / "run/results/bucket/report/summary.html").read_text()
+    assert html.escape(record["read_with"]) in summary
+    out = read_anonymously(record, files, s3_server.endpoint)
+    assert "OPENED ANONYMOUSLY WITH nc2ice.open" in out and "AND WITH THE PLAIN CODE" in out
+
+
+def public_read(bucket: str) -> dict:
+    """The bucket policy that lets anyone read (as for a public bucket on Acacia); moto
+    enforces it: without it, an unsigned GET is answered 403."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PublicRead",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": ["s3:GetObject", "s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+            }
+        ],
+    }
+
+
+READ_ANONYMOUSLY = r"""
+import json, os, sys
+import xarray as xr
+record, sources, endpoint, public = json.loads(sys.argv[1])
+import nc2ice
+from nc2ice.errors import AccessError
+if not public:
+    try:
+        nc2ice.open(record["store"], endpoint_url=endpoint)
+    except AccessError as exc:
+        assert "cannot open the repository" in str(exc) and "anonymously at" in str(exc), exc
+        assert "\n" not in str(exc), exc
+        print("A PRIVATE STORE IS REFUSED IN ONE LINE")
+        sys.exit(0)
+    raise AssertionError("a private store was opened anonymously")
+assert not any(k.startswith("AWS_") for k in os.environ), "credentials in the environment"
+want = xr.concat([xr.open_dataset(s).load() for s in sources], dim="time", data_vars="minimal",
+                 coords="minimal", compat="override", join="override").drop_attrs()
+ds = nc2ice.open(record["store"], record["group"] or None, endpoint_url=endpoint)
+if "archive" not in public:  # what the store holds as values reads; referenced chunks are refused
+    xr.testing.assert_equal(ds.time_bnds.load(), want.time_bnds)
+    try:
+        ds.tas.load()
+    except Exception as exc:
+        assert "error fetching virtual reference" in str(exc), str(exc)[:2000]
+        print("THE STORE OPENS, ITS SOURCES DO NOT")
+    else:
+        raise AssertionError("a private source was read anonymously")
+    sys.stdout.flush()
+    os._exit(0)  # Icechunk 1.1's runtime may crash the interpreter's exit after a refused read
+xr.testing.assert_equal(ds.load().drop_attrs(), want)
+assert ds.tas.attrs["units"] == "K"
+print("OPENED ANONYMOUSLY WITH nc2ice.open", dict(ds.sizes))
+sys.modules["nc2ice"] = None  # the plain code needs no nc2ice
+scope = {}
+exec(record["read_with"], scope)
+xr.testing.assert_equal(scope["ds"].load().drop_attrs(), want)
+print("AND WITH THE PLAIN CODE")
+"""
+
+
+def read_anonymously(
+    record: dict, sources: list, endpoint: str, public=("stores", "archive")
+) -> str:
+    """Open a published store in a process with no AWS credentials in its environment,
+    with the ``public`` buckets readable by anyone."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src")
+    arg = json.dumps([record, [str(s) for s in sources], endpoint, list(public)])
+    proc = subprocess.run(
+        [sys.executable, "-c", READ_ANONYMOUSLY, arg],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stdout
 
 
 def test_s3_errors_are_one_line_naming_bucket_endpoint_and_cause(tmp_path, s3_server):
@@ -270,5 +372,8 @@ def test_two_datasets_share_one_local_repository_in_one_run(tmp_path):
         from nc2ice.store.open import open_store_dataset
 
         assert open_store_dataset(store, group=name).sizes["time"] == 12 * len(files)
-    history = open_repository(f"file://{store}", Access()).ancestry(branch="main")
-    assert sorted((s.metadata or {}).get("dataset", "") for s in history) == ["", "first", "second"]
+    repo = open_repository(f"file://{store}", Access())
+    history = [dict(s.metadata or {}) for s in repo.ancestry(branch="main")]
+    assert sorted(m["dataset"] for m in history if "dataset" in m) == ["first", "second"]
+    assert sorted(m["nc2ice_index"] for m in history if "nc2ice_index" in m) == ["first", "second"]
+    assert sorted(read_index(repo)) == ["first", "second"]

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "nc2ice"
 # Each stage may import the stages before it, never one after it.
 STAGES = ["sources", "scan", "combine", "store", "check"]
 BOTTOM = "model and plumbing"  # nc2ice.model and the top-level helper modules
-TOP = ("steps", "cli", "hpc", "__init__")  # what the workflow and users call
+TOP = ("steps", "bundles", "cli", "hpc", "__init__")  # what the workflow and users call
 
 
 def _layer(module: str) -> int:

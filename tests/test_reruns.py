@@ -20,6 +20,7 @@ from conftest import (
 )
 
 from nc2ice.access import Access, normalize_url
+from nc2ice.store.contents import read_index
 from nc2ice.store.open import open_store_dataset
 from nc2ice.store.repository import open_repository
 
@@ -182,16 +183,20 @@ def _s3_repository_config(tmp_path, s3_server, datasets: dict) -> dict:
     }
 
 
-def test_two_runs_commit_to_one_s3_repository_at_once(tmp_path, s3_server):
+def test_three_runs_commit_to_one_s3_repository_at_once(tmp_path, s3_server):
+    """Three datasets of one repository, committed by three runs at once: none loses another's
+    work, each commit names its dataset, and the root's index lists all three."""
     s3 = s3_server.client()
     s3.create_bucket(Bucket="shared")
     sources = {}
-    for name, years in (("first", (2000, 2001)), ("second", (2002, 2003))):
-        sources[name] = [str(f) for f in clean(tmp_path / name, years=years)]
-    # The first run waits just before its commit while the second one commits.
-    slow = {"NC2ICE_PAUSE_AT": "commit:written", "NC2ICE_PAUSE_SECONDS": "6"}
+    years = {"first": (2000, 2001), "second": (2002, 2003), "third": (2004, 2005)}
+    for name, span in years.items():
+        sources[name] = [str(f) for f in clean(tmp_path / name, years=span)]
+    # The first runs wait just before their commits while the later ones commit.
+    waits = {"first": "6", "second": "3", "third": None}
     runs = {}
-    for name, env in (("first", slow), ("second", {})):
+    for name, wait in waits.items():
+        env = {"NC2ICE_PAUSE_AT": "commit:written", "NC2ICE_PAUSE_SECONDS": wait} if wait else {}
         config = _s3_repository_config(tmp_path, s3_server, {name: {"sources": sources[name]}})
         runs[name] = start_workflow(tmp_path / f"run-{name}", config, {**s3_server.env, **env})
         time.sleep(0.5)
@@ -199,11 +204,20 @@ def test_two_runs_commit_to_one_s3_repository_at_once(tmp_path, s3_server):
         assert run.wait(300) == 0, (tmp_path / f"run-{name}" / "snakemake.out").read_text()[-3000:]
     access = Access.from_config(_s3_repository_config(tmp_path, s3_server, {}))
     commits = _dataset_commits("s3://shared/all.icechunk", access)
-    assert sorted(c["dataset"] for c in commits) == ["first", "second"]  # no lost update
+    assert sorted(c["dataset"] for c in commits) == sorted(runs)  # no lost update
+    repo = open_repository("s3://shared/all.icechunk", access)
+    messages = [s.message for s in repo.ancestry(branch="main")]
+    assert all(any(m.startswith(f"{n}: ") for m in messages) for n in runs)
+    index = read_index(repo)
+    assert sorted(index) == sorted(runs)
     for name in runs:
         assert validation(tmp_path / f"run-{name}", name)["passed"] is True
         group = open_store_dataset("s3://shared/all.icechunk", access, group=name)
         assert group.sizes["time"] == 24
+        published = json.loads((tmp_path / f"run-{name}/results/{name}/published.json").read_text())
+        assert index[name]["snapshot"] == published["validated_snapshot"]
+        assert index[name]["range"][0].startswith(str(years[name][0]))
+        assert index[name]["files"] == 2
 
 
 def test_a_second_writer_of_the_same_arrays_fails_naming_the_first(tmp_path, s3_server):

@@ -7,7 +7,8 @@ import json
 
 import pytest
 import yaml
-from esm import GROUPBY, write_catalog
+from conftest import run_workflow
+from esm import GROUPBY, add_file, write_catalog
 
 from nc2ice import config as config_mod
 from nc2ice.errors import ConfigError
@@ -46,6 +47,8 @@ def test_each_group_of_the_query_is_a_dataset_in_one_repository(tmp_path, catalo
     # small datasets share jobs: 2 files each, 200 files a job -> one job
     assert {d["bundle"] for d in config["datasets"].values()} == {"cmip6-00000"}
     assert "demo" not in config["datasets"]  # a user's collection replaces the demo
+    # one container for the collection's folders, not one per folder
+    assert {d["container"] for d in config["datasets"].values()} == {catalog.parent.as_uri() + "/"}
 
 
 def test_queries_lists_and_settings_reach_every_dataset(tmp_path, catalog):
@@ -117,3 +120,63 @@ def test_the_groups_are_intake_esms(catalog):
     cat = intake_esm.esm_datastore(str(catalog)).search(**query)
     assert keys == set(cat.keys())
     assert len(table) == len(cat.df)
+
+
+@pytest.mark.e2e
+def test_a_catalog_queried_over_http_reads_back_as_its_files(tmp_path, http_server, http_root):
+    """A catalog served over HTTP with paths relative to it, queried: every group becomes a
+    dataset in one repository, bundled many to a job; the tree reads back as the files, each
+    group with its columns as attributes, and the root's index lists them.  A file added to
+    one group is appended by the rerun, which leaves the others as they were."""
+    folder = http_root / "esm-e2e"
+    write_catalog(folder, years=(2000, 2001), relative=True)
+    query = {"experiment_id": ["historical", "ssp585"], "variable_id": "*"}
+    collection = {"catalog": f"{http_server.url}/esm-e2e/catalog.json", "query": query}
+    store = tmp_path / "cmip6.icechunk"
+    config = {
+        "collections": {"cmip6": {**collection, "files_per_job": 8}},
+        "store": {"repository": str(store)},
+    }
+    run_workflow(tmp_path / "run", config)
+    bundles = sorted((tmp_path / "run/results/bundles").glob("cmip6-?????.json"))
+    assert len(bundles) == 3  # 12 datasets of 2 files, 8 files a job
+    before = _assert_tree_is_the_files(store, folder)
+    assert len(before) == 12
+
+    add_file(folder, "CESM2", "historical", "tas", 2002, relative=True)
+    run_workflow(tmp_path / "run", config)
+    after = _assert_tree_is_the_files(store, folder)
+    grown = "CESM2/historical/Amon/tas"
+    assert after[grown]["snapshot"] != before[grown]["snapshot"]
+    assert after[grown]["files"] == 3
+    assert {g: e["snapshot"] for g, e in after.items() if g != grown} == {
+        g: e["snapshot"] for g, e in before.items() if g != grown
+    }
+    assert "cmip6.CESM2.historical.Amon.tas: appended 1 file(s)" in _logs(tmp_path)
+
+
+def _assert_tree_is_the_files(store, folder) -> dict:
+    """Every group of the tree equals the concatenation of its files; the index."""
+    import xarray as xr
+
+    from nc2ice.access import Access
+    from nc2ice.store.contents import read_index
+    from nc2ice.store.repository import open_repository
+
+    repo = open_repository(f"file://{store}", Access())
+    tree = xr.open_datatree(repo.readonly_session("main").store, engine="zarr", consolidated=False)
+    index = read_index(repo)
+    for group, entry in index.items():
+        model, experiment, table, variable = group.split("/")
+        files = sorted((folder / model / experiment).glob(f"{variable}_*.nc"))
+        want = xr.concat([xr.open_dataset(f) for f in files], dim="time")
+        got = tree[group].to_dataset()
+        xr.testing.assert_equal(got.drop_attrs(), want.drop_attrs())
+        assert got.attrs["source_id"] == model and got.attrs["table_id"] == table
+        assert entry["files"] == len(files)
+    assert len(index) == len([g for g in tree.subtree if g.is_leaf])
+    return index
+
+
+def _logs(tmp_path) -> str:
+    return "".join(p.read_text() for p in (tmp_path / "run/results/logs/bundles").glob("*.log"))

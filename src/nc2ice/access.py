@@ -211,13 +211,14 @@ def prefix_of(url: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)  # one answer per folder: archives hold many files each
-def _plain_prefix(folder: Path) -> str | None:
+def plain_prefix(folder: Path) -> str | None:
+    """``file:///`` and the folders of ``folder`` from the top whose names need no encoding."""
     plain = list(itertools.takewhile(_PLAIN.fullmatch, folder.parts[1:]))
     return "file:///" + "/".join(plain) + "/" if plain else None
 
 
 def _folder_prefix(folder: Path, path: Path) -> str:
-    prefix = _plain_prefix(folder)
+    prefix = plain_prefix(folder)
     if prefix is None:
         top = folder.parts[1:2]
         why = f"the first folder below / has one ({top[0]!r})" if top else "it lies in /"
@@ -456,13 +457,18 @@ class Access:
         return config
 
     def authorize(self, prefixes: list[str]) -> dict[str, Any]:
+        """Credentials for following references: anonymous except keyed S3 (an S3
+        container given None would look for keys, down to the EC2 metadata service)."""
         import icechunk  # here: scanning and listing do not need it
 
-        """Credentials for following references: anonymous except keyed S3."""
         creds: dict[str, Any] = {}
         for prefix in prefixes:
-            keyed = prefix.startswith("s3://") and not self.s3.anonymous
-            creds[prefix] = icechunk.s3_from_env_credentials() if keyed else None
+            if not prefix.startswith("s3://"):
+                creds[prefix] = None
+            elif self.s3.anonymous:
+                creds[prefix] = icechunk.s3_anonymous_credentials()
+            else:
+                creds[prefix] = icechunk.s3_from_env_credentials()
         return icechunk.containers_credentials(creds)
 
 

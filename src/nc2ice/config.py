@@ -260,6 +260,8 @@ NOT_CONTENT = (
     "recheck_files",
     "on_chunk_mismatch",
     "max_materialized_fraction",
+    "bundle",
+    "container",
 )
 
 

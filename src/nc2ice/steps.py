@@ -266,7 +266,14 @@ def _report(smk: Any) -> None:
     )
 
 
+def _bundle(smk: Any) -> None:
+    from nc2ice.bundles import run_bundle
+
+    run_bundle(smk.config, smk.wildcards.bundle, smk.output[0], _connections(smk))
+
+
 STEPS = {
+    "bundle": _bundle,
     "demo_archive": _demo,
     "list_sources": _list_sources,
     "scan": lambda smk: scan(

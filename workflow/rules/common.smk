@@ -1,6 +1,9 @@
+import re
 import sys
 
 from nc2ice import config as nc2ice_config
+from nc2ice.bundles import members, settings_digest
+from nc2ice.sources.collections import expand as collection_datasets
 from nc2ice.hpc.resources import job_environment
 from nc2ice.hpc.resources import resources as cluster_resources
 from nc2ice.config import commit_settings
@@ -8,15 +11,21 @@ from nc2ice.hpc.connections import Budget, store_resource
 from nc2ice.runlock import clear_stale_locks
 
 # The user's datasets and cluster settings over the demo's and the profile's, validated,
-# the paths' $VARs expanded (jobs, which parse it again, get the same values: see below).
+# the paths' $VARs expanded, the collections' catalogs read into datasets (jobs, which
+# parse it again, get the same values: see below).
 config, _path_variables = nc2ice_config.load(
     config,
     workflow.overwrite_configfiles,
     workflow.source_path("../schemas/config.schema.yaml"),
+    expand=collection_datasets,
 )
 # A batch job does not inherit this process's environment: Snakemake exports these in it.
 workflow.register_envvars(*job_environment(_path_variables))
 DATASETS = list(config["datasets"])
+# Small datasets (a collection's) run many to a job, every step in it: see nc2ice.bundles.
+BUNDLES = members(config)
+_BUNDLED = {d for names in BUNDLES.values() for d in names}
+STEPWISE = [d for d in DATASETS if d not in _BUNDLED]
 DEMO_ARCHIVE = "resources/demo"
 
 if workflow.is_main_process:
@@ -25,6 +34,35 @@ if workflow.is_main_process:
     # Every run asks the sources what changed: it touches results/<dataset>/.asked, an
     # input of the listing, so Snakemake lists again (see "Reruns" in the README).
     nc2ice_config.mark_asked(DATASETS, now=nc2ice_config.runs_jobs(sys.argv))
+
+if workflow.is_main_process and any(a.startswith("--report") for a in sys.argv):
+    # The report's first page: every dataset at a glance (workflow/report/workflow.rst).
+    from nc2ice.check.summary import html_table, rows
+
+    workflow.config["nc2ice_summary"] = html_table(rows(DATASETS))
+
+
+def summarize(log):
+    """The run's last lines, and results/summary.tsv: every dataset, failures first."""
+    from nc2ice.check.summary import headline, rows, write_table
+
+    found = rows(DATASETS)
+    write_table(found, Path("results/summary.tsv"))
+    for row in [r for r in found if r["verdict"] in ("FAILED", "error")][:20]:
+        print(
+            f"nc2ice: {row['dataset']}: {row['verdict']}: {row['detail']}",
+            file=sys.stderr,
+        )
+    print(f"nc2ice: {headline(found)} (results/summary.tsv)", file=sys.stderr)
+
+
+onsuccess:
+    summarize(log)
+
+
+onerror:
+    summarize(log)
+
 
 # Each server (web host, S3 endpoint) is a resource capped at http.max_connections, so a
 # plain `snakemake --cores 10` is throttled; `--resources net_<server>=N` still wins.
@@ -46,7 +84,8 @@ def store_turn():
 
 
 wildcard_constraints:
-    dataset="|".join(DATASETS),
+    dataset="|".join(map(re.escape, STEPWISE)) or "(?!)",
+    bundle="|".join(map(re.escape, BUNDLES)) or "(?!)",
     batch=r"b\d+",
     part=r"\d+",
 
@@ -54,16 +93,21 @@ wildcard_constraints:
 def job_resources(step, whole=False):
     """A job's resources, as keyword arguments: its share of each server's connections,
     and what a batch system needs (memory, time, scratch, queue: see nc2ice.hpc.resources).
+    A bundle's job asks for what its first dataset's would (a collection's are alike).
     """
+
+    def dataset(wc):
+        return BUNDLES[wc.bundle][0] if step == "bundle" else wc.dataset
+
     shares = {
-        name: (lambda wc, name=name: BUDGET.share(wc.dataset, name, whole))
+        name: (lambda wc, name=name: BUDGET.share(dataset(wc), name, whole))
         for name in BUDGET.limits()
     }
     names = cluster_resources(config, step, DATASETS[0]) if DATASETS else {}
     needs = {
         name: (
             lambda wc, attempt, name=name: cluster_resources(
-                config, step, wc.dataset, attempt
+                config, step, dataset(wc), attempt
             )[name]
         )
         for name in names
@@ -85,13 +129,23 @@ def batch_indexes(wildcards):
 
 
 def validations(wildcards):
-    """Every dataset published, after its validation and report pages."""
-    for dataset in DATASETS:  # decided after this run's listings (see after_listing)
-        checkpoints.list_sources.get(dataset=dataset)
-    return expand(
-        ["results/{dataset}/published.json", "results/{dataset}/report/summary.html"],
-        dataset=DATASETS,
-    )
+    """Every dataset published, after its validation and report pages (its bundle's job,
+    for a small dataset of a collection)."""
+    return [
+        *expand(
+            [
+                "results/{dataset}/published.json",
+                "results/{dataset}/report/summary.html",
+            ],
+            dataset=STEPWISE,
+        ),
+        *expand("results/bundles/{bundle}.json", bundle=BUNDLES),
+    ]
+
+
+def bundle_inputs(wildcards):
+    """What makes a bundle's job run: any of its datasets asked again (every run)."""
+    return expand("results/{dataset}/.asked", dataset=BUNDLES[wildcards.bundle])
 
 
 def validation_parts(wildcards):

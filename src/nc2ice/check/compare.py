@@ -383,8 +383,10 @@ class _Part:
         """One file against the store's variables it holds (its part's, under their store
         names); ``first``: the first file of its part, whose attributes the store keeps."""
         file_id, dim = entry["file_id"], self._dim(entry)
-        if file_id == self.first:
-            self._attributes(entry, "", self.store.attrs, source.global_attrs())
+        if file_id == self.first:  # with the attributes the config added (a file's own wins)
+            added = self.commit.get("added_attributes", {}) if not self.group else {}
+            want = {**added, **source.global_attrs()}
+            self._attributes(entry, "", self.store.attrs, want)
         held = self._names(entry)
         own = {name: self._source_name(entry, name) for name in held}
         left_out = self._left_out(entry)

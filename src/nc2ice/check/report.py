@@ -145,7 +145,26 @@ def _summary_html(commit, validation, figures: dict[str, Any]) -> str:
         f'<p>Validation <strong class="{verdict.lower()}" data-figure="validation">{verdict}'
         f"</strong>: {said} (compared: {html.escape(compared)}). {html.escape(fate)}</p>"
         + (f"<h2>Mismatches</h2><ul>{mismatches}</ul>" if mismatches else "")
-        + f"<table>{rows}</table><h2>Files by server</h2><table>{sources}</table>",
+        + f"<table>{rows}</table><h2>Files by server</h2><table>{sources}</table>"
+        + _read_with_html(commit),
+    )
+
+
+def _read_with_html(commit: dict[str, Any]) -> str:
+    """How to open the dataset once published: ``nc2ice.open``, or plain Icechunk and
+    xarray for readers without nc2ice (the code ``commit.json`` records as ``read_with``)."""
+    code = commit.get("read_with")
+    if not code:
+        return ""
+    group = f", group={commit['group']!r}" if commit.get("group") else ""
+    short = f"import nc2ice\nds = nc2ice.open({commit['store']!r}{group})"
+    return (
+        "<h2>Reading it</h2><p>Once published (on <code>main</code>), with nc2ice "
+        "(anonymous unless AWS credentials are in the environment; an S3-compatible "
+        "endpoint from <code>endpoint_url=</code> or <code>AWS_ENDPOINT_URL</code>):</p>"
+        f"<pre><code>{html.escape(short)}</code></pre>"
+        "<p>or without it, with Icechunk and xarray alone:</p>"
+        f'<pre><code id="read-with">{html.escape(code)}</code></pre>'
     )
 
 

@@ -33,6 +33,7 @@ NEEDS = {
     "verdict": {"mem_mb": 2000, "runtime": 30, "disk_mb": 1000},  # the parts' verdicts joined
     "dataset_report": {"mem_mb": 2000, "runtime": 30, "disk_mb": 1000},  # a few plots
     "publish": {"mem_mb": 4000, "runtime": 60, "disk_mb": 1000},  # rewrites only in shared stores
+    "bundle": {"mem_mb": 8000, "runtime": 240, "disk_mb": 4000},  # small datasets, every step
 }
 GADI_STORAGE = re.compile(r"^/(g/data|scratch)/([A-Za-z0-9_]+)(/|$)")
 # What a job needs from the environment of the main process, which PBS does not pass on

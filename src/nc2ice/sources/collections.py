@@ -14,15 +14,17 @@ import ast
 import fnmatch
 import io
 import json
+import os
 import re
 import string
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pandas as pd
 
-from nc2ice.access import Access, local_path, normalize_url
+from nc2ice.access import Access, local_path, normalize_url, plain_prefix
 from nc2ice.errors import AccessError, ConfigError
 
 NETCDF_FORMATS = {"netcdf", "netcdf3", "netcdf4", "nc", "nc3", "nc4", "hdf5"}
@@ -111,6 +113,8 @@ def collection_datasets(
     settings = dict(collection.get("settings") or {})
     if catalog.join_dim:
         settings.setdefault("concat_dim", catalog.join_dim)
+    if container := _common_folder([_source(catalog, p) for p in table[catalog.path_column]]):
+        settings.setdefault("container", container)
     out: dict[str, dict[str, Any]] = {}
     keys: dict[str, tuple[str, ...]] = {}
     for values, rows in table.groupby(groupby, sort=True, dropna=False):
@@ -210,6 +214,16 @@ def _source(catalog: Catalog, path: str) -> str:
     if urlsplit(path).scheme in ("http", "https", "s3", "file") or path.startswith("/"):
         return path
     return _beside(catalog.url, path)
+
+
+def _common_folder(sources: list[str]) -> str | None:
+    """One container for all local assets (a collection spans thousands of folders): their
+    common folder, where every one of them is local."""
+    if not sources or not all(s.startswith("/") or s.startswith("file://") for s in sources):
+        return None
+    paths = [local_path(normalize_url(s)) if s.startswith("file://") else s for s in sources]
+    common = Path(os.path.commonpath([str(p) for p in paths]))
+    return plain_prefix(common if common != Path(paths[0]) else common.parent)
 
 
 def _matches(value: Any, wanted: list[str]) -> bool:

@@ -11,6 +11,7 @@ got there) and ``skipped.tsv`` (the files left out as unreadable, and why).  Pub
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from nc2ice.sources.files import file_parts, read_table
 from nc2ice.store import publish as publish_mod
 from nc2ice.store import repository, trust
 from nc2ice.store import snapshot as snapshots
+from nc2ice.store.open import read_with
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +51,20 @@ class Prepared:
     store_url: str
     group: str
     access: Access
+    container: str | None = None
+
+    def _container(self, url: str) -> str:
+        """The container covering ``url``: the config's (a collection's common folder), or
+        one per host, bucket or folder."""
+        if self.container and url.startswith(self.container):
+            return self.container
+        return prefix_of(url)
 
     def commit(self, base: str | None = None, locked: bool = False) -> snapshots.Outcome:
         """Write the plan as a snapshot on a branch of its own (``main`` does not move);
         ``locked``: the caller holds the store's lock already (publishing writes again)."""
         urls = {self.rows[f].url: self.rows[f] for f in self.plan.files}
-        prefixes = sorted({prefix_of(url) for url in urls})
+        prefixes = sorted({self._container(url) for url in urls})
         options = {
             "dataset": self.dataset,
             "group": self.group,
@@ -114,6 +124,7 @@ def prepare(
             accept_differences=ds.get("accept_differences", []),
             reader=reader,
         )
+    added = add_attributes(plan, ds.get("attributes") or {}, dataset)
     store_url, group = config_mod.store_location(config, dataset)
     settings = config_mod.store_settings(ds)
     digests = {f: rows[f].sha256 for f in plan.files}
@@ -128,8 +139,30 @@ def prepare(
         "report": {k: v for k, v in plan.report().items() if k != "per_file"},
         "attributes": snapshots.attribute_types(plan),
         "extents": {e["file_id"]: [e["start"], e["length"]] for e in _file_extents(plan, rows)},
+        "added_attributes": added,
     }
-    return Prepared(dataset, plan, rows, skipped, metadata, store_url, group, access)
+    container = ds.get("container")
+    return Prepared(dataset, plan, rows, skipped, metadata, store_url, group, access, container)
+
+
+def add_attributes(plan: Plan, attributes: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The config's ``attributes`` (a collection's: its columns' values) on the dataset's
+    root group, where the files do not have them: a file's own value is what the files say,
+    so it is kept, and the difference logged.  Returns those added."""
+    root = plan.group_attrs.setdefault("", {})
+    added = {}
+    for key, value in attributes.items():
+        if key not in root:
+            root[key] = added[key] = value
+        elif root[key] != value:
+            log.info(
+                "%s: attribute %r is %r in the files, %r in the config: the files' kept",
+                dataset,
+                key,
+                root[key],
+                value,
+            )
+    return added
 
 
 def _fused(ds: dict[str, Any], manifests: list, sources_tsv: str | None, reader) -> Plan:
@@ -200,9 +233,11 @@ def commit_dataset(
         "tag": outcome.tag,
         "concat_dim": _concat_dim(prepared.plan, config["datasets"][dataset]),
         "groups": sorted(prepared.plan.group_attrs),
+        "added_attributes": prepared.metadata["added_attributes"],
         "files": _file_extents(prepared.plan, prepared.rows),
         "skipped": prepared.skipped,
         "report": report,
+        "read_with": _read_with(prepared),
     }
     if prepared.plan.fusion:  # which part each file is of, its names and dimension
         record["fusion"] = prepared.plan.fusion
@@ -218,6 +253,15 @@ def commit_dataset(
     _log_plan(dataset, record["validation_plan"])
     write_json(record_out, record)
     return record
+
+
+def _read_with(prepared: Prepared) -> str:
+    """The plain Icechunk + xarray code that opens the dataset once published, anonymously
+    (its comments say what changes for a reader with keys)."""
+    containers = {prefix_of(prepared.rows[f].url) for f in prepared.plan.files}
+    anonymous = dataclasses.replace(prepared.access.store_s3, anonymous=True)
+    tree = any(prepared.plan.group_attrs.keys() - {""})
+    return read_with(prepared.store_url, prepared.group, containers, s3=anonymous, tree=tree)
 
 
 def _log_plan(dataset: str, plan: dict[str, Any]) -> None:
@@ -246,8 +290,10 @@ def publish_dataset(
     indexes: list[str],
     sources_tsv: str | None,
     out: str,
+    index: bool = True,
 ) -> dict[str, Any]:
-    """The publish step: ``main`` moves to the validated snapshot, or stays where it is."""
+    """The publish step: ``main`` moves to the validated snapshot, or stays where it is;
+    then the repository's index lists it (``index``: a bundle lists its datasets at once)."""
     record, verdict = load_json(commit_json), load_json(validation_json)
     store, base, branch = record["store"], record["base"], record["branch"]
     if not verdict.get("passed"):
@@ -261,6 +307,7 @@ def publish_dataset(
         "tag": None,
         "action": record["action"],
         "replayed_onto": [],
+        "read_with": record.get("read_with"),
     }
     if record["new_commit"]:
         access = Access.from_config(config)
@@ -285,8 +332,34 @@ def publish_dataset(
         )
     else:
         log.info("%s: nothing new to publish: main holds snapshot %s", dataset, record["snapshot"])
+    if record["group"] and index:  # a repository shared by datasets: its index names it
+        update_index(config, record["store"], [(record, published)])
     write_json(out, published)
     return published
+
+
+def update_index(
+    config: dict[str, Any], store: str, datasets: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> None:
+    """The repository's index lists these datasets (their commit and published records) as
+    ``main`` has them now: one commit for all of them."""
+    from nc2ice.store.contents import index_entry, write_index
+
+    repo = repository.open_repository(store, Access.from_config(config))
+    entries = {  # read from published snapshots: no other writer needs to wait for this
+        record["group"]: index_entry(
+            repo, {**published, "files": len(record["files"])}, record["concat_dim"]
+        )
+        for record, published in datasets
+    }
+    with room_in(store), repository.store_lock(store):
+        written = write_index(
+            repository.open_repository(store, Access.from_config(config)), entries
+        )
+    if written:
+        log.info(
+            "%s: %d dataset(s) listed in its index (snapshot %s)", store, len(entries), written
+        )
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import icechunk
 
 from nc2ice.errors import CommitError
-from nc2ice.store.repository import BRANCH, FAILED_TAG, last_commit, touched
+from nc2ice.store.repository import BRANCH, FAILED_TAG, last_commit, tag_of, touched
 from nc2ice.store.snapshot import Outcome
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,14 @@ def publish(
     ``rewrite(tip)`` writes the same change again on top of them, which is then published."""
     done = Published(outcome.snapshot, outcome.tag)
     for _ in range(PUBLISH_TRIES):
-        if _published(repo, outcome.snapshot):
-            break
         try:
             repo.reset_branch(BRANCH, outcome.snapshot, from_snapshot_id=outcome.base)
             break
         except icechunk.IcechunkError:
+            if _published(repo, outcome.snapshot, outcome.base):
+                break  # a rerun after a kill: main holds it already
             tip = repo.lookup_branch(BRANCH)
-            same = _same_inputs_on(repo, dataset, outcome.snapshot, tip)
+            same = _same_inputs_on(repo, dataset, group, outcome.snapshot, tip)
             if same is not None:  # another run published these very inputs meanwhile
                 log.info("%s: main holds these inputs already (snapshot %s)", dataset, same)
                 _drop_branch(repo, outcome.branch)
@@ -85,19 +85,20 @@ def replace_base(new: Outcome, old: Outcome) -> Outcome:
     return new
 
 
-def _same_inputs_on(repo: icechunk.Repository, dataset: str, snapshot: str, tip: str):
+def _same_inputs_on(repo: icechunk.Repository, dataset: str, group: str, snapshot: str, tip: str):
     """The dataset's last commit on ``tip`` if it holds the same inputs as ``snapshot``."""
-    found = last_commit(repo, dataset, tip)
+    found = last_commit(repo, dataset, tip, group)
     digest = dict(repo.lookup_snapshot(snapshot).metadata or {}).get("input_digest")
     return found[0] if found and found[1].get("input_digest") == digest else None
 
 
-def _published(repo: icechunk.Repository, snapshot: str, depth: int = 1000) -> bool:
-    """Whether ``snapshot`` is on main already (a rerun after a kill)."""
-    for n, info in enumerate(repo.ancestry(branch=BRANCH)):
+def _published(repo: icechunk.Repository, snapshot: str, base: str | None) -> bool:
+    """Whether ``snapshot`` is on main already (a rerun after a kill): it would be among the
+    commits after its ``base``."""
+    for info in repo.ancestry(branch=BRANCH):
         if info.id == snapshot:
             return True
-        if n >= depth:
+        if info.id == base:
             break
     return False
 
@@ -123,25 +124,22 @@ def _refuse_if_touched(repo, dataset: str, group: str, outcome: Outcome, tip: st
 
 
 def _drop_branch(repo: icechunk.Repository, branch: str | None) -> None:
-    if branch and branch in repo.list_branches():
+    if branch and tag_of(repo, branch, branch=True):
         repo.delete_branch(branch)
 
 
 def _tag(repo: icechunk.Repository, tag: str | None, snapshot: str) -> str | None:
     if tag is None:
         return None
-    if tag in repo.list_tags():
-        if repo.lookup_tag(tag) == snapshot:  # a rerun after a kill made it already
+    if (found := tag_of(repo, tag)) is not None:
+        if found == snapshot:  # a rerun after a kill made it already
             return tag
         tag = f"{tag}-{uuid.uuid4().hex[:4]}"
     repo.create_tag(tag, snapshot)
     return tag
 
 
-# -- a local store takes one writer at a time ----------------------------------------------------
-
-
 def mark_failed(repo: icechunk.Repository, snapshot: str) -> None:
     """Remember that ``snapshot`` failed validation (a tag: its branch keeps its name)."""
-    if f"{FAILED_TAG}{snapshot}" not in repo.list_tags():
+    if tag_of(repo, f"{FAILED_TAG}{snapshot}") is None:
         repo.create_tag(f"{FAILED_TAG}{snapshot}", snapshot)

@@ -54,14 +54,65 @@ def open_repository(store_url: str, access: Access) -> icechunk.Repository:
 
 
 def last_commit(
-    repo: icechunk.Repository, dataset: str, snapshot: str
+    repo: icechunk.Repository, dataset: str, snapshot: str, group: str = ""
 ) -> tuple[str, dict[str, Any]] | None:
-    """The latest snapshot in the ancestry of ``snapshot`` that committed ``dataset``."""
+    """The latest snapshot in the ancestry of ``snapshot`` that committed ``dataset``.
+
+    In a repository shared by datasets (``group`` is the dataset's) there is none where
+    ``snapshot`` has no such group, and the walk back stops at the newest commit of the
+    index (``nc2ice.store.contents``), which names every dataset's last commit before it: a
+    walk through thousands of other datasets' commits would make each commit slower than
+    the last."""
+    if group and not _has_group(repo, snapshot, group):
+        return None
     for info in repo.ancestry(snapshot_id=snapshot):
         metadata = dict(info.metadata or {})
         if metadata.get("dataset") == dataset:
             return info.id, metadata
+        if INDEX_COMMIT in metadata:
+            for entry in index_at(repo, info.id).values():
+                if entry.get("dataset") == dataset:
+                    found = entry["snapshot"]
+                    return found, dict(repo.lookup_snapshot(found).metadata or {})
+            return None
     return None
+
+
+def tag_of(repo: icechunk.Repository, name: str, branch: bool = False) -> str | None:
+    """The snapshot a tag (or branch) names, None if there is none: one lookup, where listing
+    every tag grows with each publish (a collection makes thousands)."""
+    try:
+        return repo.lookup_branch(name) if branch else repo.lookup_tag(name)
+    except icechunk.IcechunkError as exc:
+        if "ref not found" in str(exc):
+            return None
+        raise
+
+
+def _has_group(repo: icechunk.Repository, snapshot: str, group: str) -> bool:
+    import zarr
+
+    store = repo.readonly_session(snapshot_id=snapshot).store
+    try:
+        zarr.open_group(store, path=group, mode="r", zarr_format=3)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        return False
+    return True
+
+
+INDEX = "nc2ice_datasets"  # the root's attribute: group path -> its dataset's entry
+INDEX_COMMIT = "nc2ice_index"  # in the metadata of a commit that wrote the index
+
+
+def index_at(repo: icechunk.Repository, snapshot: str) -> dict[str, Any]:
+    """The index as ``snapshot`` has it (empty where there is none)."""
+    import zarr
+
+    store = repo.readonly_session(snapshot_id=snapshot).store
+    try:
+        return dict(zarr.open_group(store, mode="r", zarr_format=3).attrs.get(INDEX) or {})
+    except FileNotFoundError:
+        return {}
 
 
 # -- what changed ---------------------------------------------------------------------------
@@ -123,7 +174,10 @@ def open_for_writing(store_url: str, access: Access, prefixes: list[str], plan: 
     storage = access.storage(store_url)
     for attempt in range(CONFIG_TRIES):
         had = icechunk.Repository.open(storage).config.virtual_chunk_containers or {}
-        every = sorted(set(prefixes) | set(had))
+        # a folder inside one a container covers already needs none of its own: a collection
+        # of a thousand folders would otherwise make a thousand containers
+        new = {p for p in prefixes if not any(p.startswith(h) for h in had)}
+        every = sorted(new | set(had))
         config = access.repository_config(every)
         splitting = _splitting(plan)
         if splitting is not None:
@@ -211,7 +265,7 @@ def store_lock(store_url: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
         return
     lock = local_path(store_url) / LOCK_FILE
     with lock.open("a") as handle:
-        deadline, said = time.monotonic() + wait_s, False
+        deadline, said, pause = time.monotonic() + wait_s, False, 0.005
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -226,7 +280,8 @@ def store_lock(store_url: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
                 if not said:
                     log.info("%s: another run is writing to this store; waiting for it", store_url)
                     said = True
-                time.sleep(0.5)
+                time.sleep(pause)
+                pause = min(0.5, pause * 2)  # the other writer is often done in a moment
             except OSError:  # a filesystem without locks (some Lustre mounts): go on
                 break
         yield

@@ -59,6 +59,7 @@ from nc2ice.store.repository import (
     last_commit,
     open_for_writing,
     store_lock,
+    tag_of,
     touched,
 )
 
@@ -305,7 +306,7 @@ class _Write:
     store_url: str = ""
 
     def snapshot(self, metadata: dict[str, Any], base: str) -> Outcome:
-        found = last_commit(self.repo, self.dataset, base)
+        found = last_commit(self.repo, self.dataset, base, self.group)
         if found is None:
             _refuse_if_not_ours(self.repo, base, self.group, self.dataset, self.store_url)
         previous = found[1] if found else None
@@ -412,13 +413,13 @@ def waiting_snapshot(
 ) -> tuple[str, str] | None:
     """A branch of an earlier run of ``dataset`` whose snapshot holds the same inputs on the
     same base: (branch, snapshot), or None."""
-    failed = {t.removeprefix(FAILED_TAG) for t in repo.list_tags() if t.startswith(FAILED_TAG)}
     for branch in sorted(repo.list_branches()):
         if not branch.startswith(f"nc2ice-{dataset}-"):
             continue
         info = repo.lookup_snapshot(repo.lookup_branch(branch))
         metadata = dict(info.metadata or {})
-        if info.id in failed or metadata.get("dataset") != dataset:
+        failed = tag_of(repo, f"{FAILED_TAG}{info.id}") is not None
+        if failed or metadata.get("dataset") != dataset:
             continue  # a snapshot that failed validation is never offered again
         if metadata.get("input_digest") == digest and metadata.get("base") == base:
             return branch, info.id

@@ -1,0 +1,3 @@
+from nc2ice.steps import run
+
+run(snakemake, "bundle")  # noqa: F821
