@@ -57,7 +57,8 @@ def _sources(folder: Path, base: str | None, http_root: Path | None) -> list[str
 
 @pytest.fixture(scope="module", params=["local", "http"])
 def messy_run(request, tmp_path_factory):
-    """Every case in one run: over HTTP a job per step, locally many datasets to a job."""
+    """Every case in one run, many datasets to a job (nc2ice.bundles: the step-by-step
+    rules run in the other end-to-end tests)."""
     tmp = tmp_path_factory.mktemp(f"cases-{request.param}")
     base = http_root = None
     if request.param == "http":
@@ -71,8 +72,7 @@ def messy_run(request, tmp_path_factory):
             "inline_threshold": 0,
             **options,
         }
-        if request.param == "local":  # every step of each in two jobs (nc2ice.bundles)
-            datasets[name]["bundle"] = f"cases-{n % 2}"
+        datasets[name]["bundle"] = f"cases-{n % 2}"  # every step of each, in two jobs
     config = {"datasets": datasets, "store": {"root": str(tmp / "stores")}}
     run_workflow(tmp / "run", config)
     return tmp / "run"

@@ -329,7 +329,8 @@ class _Write:
             return Outcome(found[0], False, change, base=base, trusted=trusted, trusted_from=since)
         metadata = {**metadata, "group": self.group, "change": change.record(), "base": base}
         tag = f"{self.dataset}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{metadata['input_digest'][:8]}"
-        kept = waiting_snapshot(self.repo, self.dataset, metadata["input_digest"], base)
+        waiting = waiting_branch(self.dataset, metadata["input_digest"], base)
+        kept = waiting_snapshot(self.repo, self.dataset, waiting, metadata["input_digest"], base)
         if kept is not None:  # a run killed after writing it: validate that one
             branch, snapshot = kept
             log.info(
@@ -339,7 +340,9 @@ class _Write:
                 branch,
             )
             return Outcome(snapshot, True, change, base, branch, tag, 0, trusted, since)
-        branch = f"nc2ice-{self.dataset}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        branch = waiting
+        if tag_of(self.repo, branch, branch=True) is not None:  # a failed one, or another run's
+            branch = f"{waiting}-{uuid.uuid4().hex[:6]}"
         self.repo.create_branch(branch, base)
         try:
             writer = Writer(
@@ -408,21 +411,26 @@ def _refuse_if_not_ours(
     )
 
 
+def waiting_branch(dataset: str, digest: str, base: str | None) -> str:
+    """The branch a commit of these inputs on this base writes to: a rerun after a kill
+    finds it by name (listing branches grows slow with every tag a collection makes)."""
+    return f"nc2ice-{dataset}-{digest[:12]}-{(base or 'new')[:8]}"
+
+
 def waiting_snapshot(
-    repo: icechunk.Repository, dataset: str, digest: str, base: str
+    repo: icechunk.Repository, dataset: str, branch: str, digest: str, base: str
 ) -> tuple[str, str] | None:
-    """A branch of an earlier run of ``dataset`` whose snapshot holds the same inputs on the
-    same base: (branch, snapshot), or None."""
-    for branch in sorted(repo.list_branches()):
-        if not branch.startswith(f"nc2ice-{dataset}-"):
-            continue
-        info = repo.lookup_snapshot(repo.lookup_branch(branch))
-        metadata = dict(info.metadata or {})
-        failed = tag_of(repo, f"{FAILED_TAG}{info.id}") is not None
-        if failed or metadata.get("dataset") != dataset:
-            continue  # a snapshot that failed validation is never offered again
-        if metadata.get("input_digest") == digest and metadata.get("base") == base:
-            return branch, info.id
+    """The snapshot an earlier run of ``dataset`` left on ``branch`` holding the same inputs on
+    the same base: (branch, snapshot), or None."""
+    tip = tag_of(repo, branch, branch=True)
+    if tip is None:
+        return None
+    info = repo.lookup_snapshot(tip)
+    metadata = dict(info.metadata or {})
+    if tag_of(repo, f"{FAILED_TAG}{info.id}") is not None or metadata.get("dataset") != dataset:
+        return None  # a snapshot that failed validation is never offered again
+    if metadata.get("input_digest") == digest and metadata.get("base") == base:
+        return branch, info.id
     return None
 
 
