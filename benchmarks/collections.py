@@ -106,7 +106,7 @@ def jobs(output: str) -> int:
     return int(done[-1]) - 1 if done else 0  # without the target rule `all`
 
 
-def run(datasets: int, cores: int, root: Path) -> dict:
+def run(datasets: int, cores: int, root: Path, plan_only: bool = False) -> dict:
     cat = catalog(root / "archive", datasets)
     work = root / "run"
     work.mkdir(parents=True, exist_ok=True)
@@ -116,6 +116,8 @@ def run(datasets: int, cores: int, root: Path) -> dict:
     }
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     plan, dry = snakemake(work, cores, "-n")
+    if plan_only:
+        return {"datasets": datasets, "planning_s": plan, "jobs_planned": jobs_planned(dry)}
     whole, out = snakemake(work, cores)
     rerun, again = snakemake(work, cores)
     summary = (work / "results/summary.tsv").read_text().splitlines()[1:]
@@ -141,15 +143,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--plan-only", action="store_true", help="time the planning alone")
     args = parser.parse_args()
     rows = []
     for n in args.datasets:
         with tempfile.TemporaryDirectory(prefix=f"nc2ice-collections-{n}-") as tmp:
-            rows.append(run(n, args.cores, Path(tmp)))
+            rows.append(run(n, args.cores, Path(tmp), args.plan_only))
             print(json.dumps(rows[-1]), flush=True)
     print("\n| datasets | planning (s) | jobs | whole run (s) | published | rerun (s) |")
     print("|---:|---:|---:|---:|---:|---:|")
     for r in rows:
+        if "run_s" not in r:  # --plan-only
+            print(f"| {r['datasets']:,} | {r['planning_s']:.1f} | {r['jobs_planned']} planned |||")
+            continue
         print(
             f"| {r['datasets']:,} | {r['planning_s']:.1f} | {r['jobs']} | {r['run_s']:.0f} | "
             f"{r['published']:,} | {r['rerun_s']:.0f} |"
