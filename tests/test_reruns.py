@@ -215,7 +215,8 @@ def test_three_runs_commit_to_one_s3_repository_at_once(tmp_path, s3_server):
         group = open_store_dataset("s3://shared/all.icechunk", access, group=name)
         assert group.sizes["time"] == 24
         published = json.loads((tmp_path / f"run-{name}/results/{name}/published.json").read_text())
-        assert index[name]["snapshot"] == published["validated_snapshot"]
+        assert index[name]["snapshot"] == published["snapshot"]  # on main
+        assert index[name]["validated_snapshot"] == published["validated_snapshot"]
         assert index[name]["range"][0].startswith(str(years[name][0]))
         assert index[name]["files"] == 2
 
@@ -255,7 +256,9 @@ def test_a_second_writer_of_the_same_arrays_fails_naming_the_first(tmp_path, s3_
     assert "nothing of this run was published" in said
     access = Access.from_config(config(files))
     repo = open_repository("s3://twice/tas.icechunk", access)
-    assert repo.lookup_branch("main") == winner["snapshot"]
+    # main is the winner's snapshot, and after it the index's commit naming it
+    assert [s.id for s in repo.ancestry(branch="main")][1] == winner["snapshot"]
+    assert read_index(repo)["tas"]["snapshot"] == winner["snapshot"]
     assert open_store_dataset("s3://twice/tas.icechunk", access, "tas").sizes["time"] == 36
     loser = json.loads((tmp_path / "run-1" / "results" / "tas" / "commit.json").read_text())
     assert repo.lookup_branch(loser["branch"]) == loser["snapshot"]  # kept, named

@@ -143,16 +143,21 @@ def run_dataset(
     from nc2ice.store.dataset import commit_dataset, publish_dataset
 
     paths = Paths(dataset)
+    ds = config["datasets"][dataset]
+    before = _stamped(paths) or {}
     list_dataset(config, dataset, str(paths.sources), paths.batches)
+    # what a scan reads and keeps: a change scans again (manifests of another setting
+    # are not reused), as Snakemake reruns a scan job whose params changed
+    scanning = {k: ds.get(k) for k in ("inline_threshold", "head_bytes", "on_error")}
     indexes = []
     for batch in names(paths.batches):
         listed, index = paths.batches / f"{batch}.tsv", paths.index(batch)
-        if _stale([index], [listed]):
+        if _stale([index], [listed]) or before.get("scan") != scanning:
             steps.scan(config, dataset, str(listed), str(index), connections)
         indexes.append(str(index))
-    stamp = {"settings": commit_settings(config["datasets"][dataset]), "indexes": indexes}
+    stamp = {"settings": commit_settings(ds), "indexes": indexes, "scan": scanning}
     stamp = json.loads(json.dumps(stamp, default=str))
-    if _stale([paths.commit], [Path(i) for i in indexes]) or _stamped(paths) != stamp:
+    if _stale([paths.commit], [Path(i) for i in indexes]) or before != stamp:
         commit_dataset(
             config, dataset, indexes, str(paths.commit), str(paths.skipped), str(paths.sources)
         )

@@ -288,7 +288,7 @@ def store_location(config: dict[str, Any], name: str) -> tuple[str, str]:
     collection's repository) datasets share one, each in its ``group`` (default its name)."""
     from nc2ice.access import normalize_url
 
-    dataset = config["datasets"][name]
+    dataset = (config.get("datasets") or {}).get(name) or {}
     shared = dataset.get("repository") or config["store"].get("repository")
     if shared:
         return normalize_url(str(shared)), dataset.get("group") or name

@@ -114,9 +114,10 @@ def _refuse_if_touched(repo, dataset: str, group: str, outcome: Outcome, tip: st
         ) from None
     if not changed:
         return
-    other = repo.lookup_snapshot(tip)
+    found = last_commit(repo, dataset, tip, group)  # the tip may be an index's commit
+    other = repo.lookup_snapshot(found[0] if found else tip)
     raise CommitError(
-        f"another run committed snapshot {tip} ({other.message!r}) to {BRANCH!r} while this "
+        f"another run committed snapshot {other.id} ({other.message!r}) to {BRANCH!r} while this "
         f"one was writing or validating, and it changed {dataset}'s arrays ({changed[0]}); "
         f"nothing of this run was published (its snapshot {outcome.snapshot} stays on branch "
         f"{outcome.branch}): run again to commit on top of it"
