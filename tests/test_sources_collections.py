@@ -10,6 +10,7 @@ import yaml
 from conftest import run_workflow
 from esm import GROUPBY, add_file, write_catalog
 
+import nc2ice
 from nc2ice import config as config_mod
 from nc2ice.errors import ConfigError
 from nc2ice.sources import collections
@@ -142,6 +143,9 @@ def test_a_catalog_queried_over_http_reads_back_as_its_files(tmp_path, http_serv
     assert len(bundles) == 3  # 12 datasets of 2 files, 8 files a job
     before = _assert_tree_is_the_files(store, folder)
     assert len(before) == 12
+    tree = nc2ice.open(str(store))  # as a reader opens it: the whole tree, with its index
+    assert sorted(tree.attrs["nc2ice_datasets"]) == sorted(before)
+    assert tree["CESM2/ssp585/Amon/pr"].attrs["experiment_id"] == "ssp585"
 
     add_file(folder, "CESM2", "historical", "tas", 2002, relative=True)
     run_workflow(tmp_path / "run", config)
