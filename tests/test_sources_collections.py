@@ -27,6 +27,7 @@ def loaded(tmp_path, collection: dict, **top) -> dict:
     user = tmp_path / "user.yaml"
     user.write_text(yaml.safe_dump({"collections": {"cmip6": collection}, **top}))
     demo = yaml.safe_load((SCHEMA.parents[2] / "config/config.yaml").read_text())
+    demo.update(top)  # as Snakemake merges a --configfile into the config
     config, _ = config_mod.load(demo, [str(user)], SCHEMA, expand=collections.expand)
     return config
 
@@ -94,6 +95,26 @@ def test_what_cannot_be_a_dataset_is_refused_naming_it(tmp_path, catalog, change
     with pytest.raises(ConfigError, match=r".*") as caught:
         loaded(tmp_path, {"catalog": str(catalog), **change})
     assert says in str(caught.value)
+
+
+def test_a_collection_in_another_datasets_repository_is_refused(tmp_path, catalog):
+    """A dataset with a repository of its own owns all of it: a collection may not add its
+    groups there (nor to the same repository spelt with a trailing slash)."""
+    own = str(tmp_path / "stores" / "cmip6.icechunk")
+    with pytest.raises(ConfigError, match="lies inside it"):
+        loaded(
+            tmp_path,
+            {"catalog": str(catalog), "repository": own + "/"},
+            datasets={"cmip6": {"sources": [str(catalog.parent / "*.nc")]}},
+            store={"root": str(tmp_path / "stores")},
+        )
+
+
+def test_an_asset_is_one_file_never_a_pattern(tmp_path):
+    catalog = write_catalog(tmp_path / "odd[1]", years=(2000,), models=("CESM2",))
+    config = loaded(tmp_path, {"catalog": str(catalog)})
+    sources = [s for d in config["datasets"].values() for s in d["sources"]]
+    assert sources and all("odd[[]1]" in s for s in sources)  # glob.escape: the name itself
 
 
 def test_a_catalog_of_zarr_stores_is_refused(tmp_path, catalog):

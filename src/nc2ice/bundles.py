@@ -86,6 +86,11 @@ class Paths:
         return self.root / "published.json"
 
     @property
+    def indexed(self) -> Path:
+        """Written once the repository's index names the published snapshot."""
+        return self.root / ".indexed"
+
+    @property
     def stamp(self) -> Path:
         """The settings and scan indexes of the last commit (Snakemake's params and inputs)."""
         return self.root / ".bundled.json"
@@ -130,6 +135,8 @@ def _index(config: dict[str, Any], published: list[tuple[dict, dict]]) -> None:
             stores.setdefault(record["store"], []).append((record, done))
     for store, datasets in stores.items():
         update_index(config, store, datasets)
+    for record, _ in published:
+        Paths(record["dataset"]).indexed.write_text("indexed\n")
 
 
 def run_dataset(
@@ -155,7 +162,12 @@ def run_dataset(
         if _stale([index], [listed]) or before.get("scan") != scanning:
             steps.scan(config, dataset, str(listed), str(index), connections)
         indexes.append(str(index))
-    stamp = {"settings": commit_settings(ds), "indexes": indexes, "scan": scanning}
+    stamp = {
+        "settings": commit_settings(ds),
+        "store": config["store"],  # as the commit rule's params: another endpoint recommits
+        "indexes": indexes,
+        "scan": scanning,
+    }
     stamp = json.loads(json.dumps(stamp, default=str))
     if _stale([paths.commit], [Path(i) for i in indexes]) or before != stamp:
         commit_dataset(
@@ -174,6 +186,9 @@ def run_dataset(
     if _stale([paths.verdict], [paths.commit, *map(Path, parts)]):
         steps.verdict_step(config, dataset, str(paths.commit), parts, str(paths.verdict))
     if not _stale([paths.published], [paths.commit, paths.verdict]):
+        # published, but its job stopped before the index named it: index it now
+        if _stale([paths.indexed], [paths.published]):
+            return load_json(paths.commit), load_json(paths.published)
         return None
     published = publish_dataset(
         config,

@@ -300,10 +300,9 @@ def check_groups(config: dict[str, Any]) -> None:
     """Refuse two datasets of one repository in the same group, or one inside the other's:
     each owns its group, and a commit refuses a group another dataset wrote."""
     groups: list[tuple[str, str, str]] = []
-    for name, dataset in config["datasets"].items():
-        shared = dataset.get("repository") or config["store"].get("repository")
-        if shared:
-            groups.append((shared, f"{dataset.get('group') or name}/", name))
+    for name in config["datasets"]:
+        store, group = store_location(config, name)  # a repository of its own: group ""
+        groups.append((store.rstrip("/"), f"{group}/" if group else "", name))
     # Sorted, a group and the groups inside it are neighbours: comparing them is enough.
     groups.sort()
     for (repo, outer, owner), (other_repo, inner, name) in zip(groups, groups[1:]):

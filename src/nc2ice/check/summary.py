@@ -25,7 +25,7 @@ COLUMNS = ["dataset", "verdict", "snapshot", "files", "references", "bytes", "wh
 def rows(datasets: list[str], results: Path = Path("results")) -> list[dict[str, Any]]:
     """Every dataset's row, failures first, then by name."""
     errors = _bundle_errors(results)
-    found = [_row(results / d, d, errors.get(d)) for d in datasets]
+    found = [_row(results / d, d, _still(errors.get(d), results / d)) for d in datasets]
     return sorted(found, key=lambda r: (ORDER[r["verdict"]], r["dataset"]))
 
 
@@ -108,14 +108,22 @@ def _row(folder: Path, dataset: str, error: str | None) -> dict[str, Any]:
     return row
 
 
-def _bundle_errors(results: Path) -> dict[str, str]:
-    """The errors the bundles' jobs met, by dataset (kept when the job failed)."""
+def _bundle_errors(results: Path) -> dict[str, tuple[str, float]]:
+    """The errors the bundles' jobs met, by dataset (kept when the job failed), and when."""
     found = {}
     for path in sorted((results / "bundles").glob("*.last.json")):
         for row in (_load(path) or {}).get("datasets", []):
             if row.get("error"):
-                found[row["dataset"]] = row["error"]
+                found[row["dataset"]] = (row["error"], path.stat().st_mtime)
     return found
+
+
+def _still(error: tuple[str, float] | None, folder: Path) -> str | None:
+    """An error, unless the dataset was published after it (by another bundle since)."""
+    published = folder / "published.json"
+    if error is None or (published.exists() and published.stat().st_mtime > error[1]):
+        return None
+    return error[0]
 
 
 def _logged_error(folder: Path) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import glob
 import io
 import json
 import os
@@ -29,6 +30,7 @@ from nc2ice.errors import AccessError, ConfigError
 
 NETCDF_FORMATS = {"netcdf", "netcdf3", "netcdf4", "nc", "nc3", "nc4", "hdf5"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_COLUMN = re.compile(r"[^\W\d][\w-]*")  # a column's name in a group path template
 
 
 @dataclass
@@ -145,12 +147,12 @@ def select(catalog: Catalog, query: dict[str, Any], where: str) -> pd.DataFrame:
     _known(table, list(query), f"{where}.query")
     keep = pd.Series(True, index=table.index)
     for column, wanted in query.items():
-        wanted = [str(w) for w in (wanted if isinstance(wanted, list) else [wanted])]
+        wanted = [_text(w) for w in (wanted if isinstance(wanted, list) else [wanted])]
         keep &= table[column].map(lambda v, w=wanted: _matches(v, w))
     chosen = table[keep]
     formats = chosen[catalog.format_column] if catalog.format_column else None
     if formats is not None:
-        other = sorted(set(formats.str.lower()) - NETCDF_FORMATS)
+        other = sorted({str(f).lower() for f in formats} - NETCDF_FORMATS)
         if other:
             raise ConfigError(
                 f"{where}: the query selects assets of format {other} (this workflow reads "
@@ -193,7 +195,16 @@ def _one_variable(catalog: Catalog, rows: pd.DataFrame, values: tuple, where: st
 
 
 def _group_path(template: str, columns: dict[str, str], rows: pd.DataFrame, where: str) -> str:
-    named = {field for _, field, _, _ in string.Formatter().parse(template) if field}
+    fields = [(f, c, s) for _, f, s, c in string.Formatter().parse(template) if f is not None]
+    for field, conversion, spec in fields:
+        if (
+            not field
+            or not field.replace("_", "a").replace("-", "a").isalnum()
+            or conversion
+            or spec
+        ):
+            raise ConfigError(f"{where}.group: {template!r}: write {{column}}, not {{{field}}}")
+    named = {field for field, _, _ in fields}
     try:
         path = template.format(**{**(_constant(rows) if named - set(columns) else {}), **columns})
     except KeyError as exc:
@@ -211,9 +222,14 @@ def _constant(rows: pd.DataFrame) -> dict[str, str]:
 
 def _source(catalog: Catalog, path: str) -> str:
     """An asset's path or URL; a relative path is taken from the catalog's folder."""
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigError(f"{catalog.url}: an asset with no path ({catalog.path_column!r} empty)")
     if urlsplit(path).scheme in ("http", "https", "s3", "file") or path.startswith("/"):
-        return path
-    return _beside(catalog.url, path)
+        found = path
+    else:
+        found = _beside(catalog.url, path)
+    # an asset is one file: a name with [ ] ? * is that name, never a pattern
+    return glob.escape(found) if found.startswith("/") else found
 
 
 def _common_folder(sources: list[str]) -> str | None:
@@ -224,6 +240,11 @@ def _common_folder(sources: list[str]) -> str | None:
     paths = [local_path(normalize_url(s)) if s.startswith("file://") else s for s in sources]
     common = Path(os.path.commonpath([str(p) for p in paths]))
     return plain_prefix(common if common != Path(paths[0]) else common.parent)
+
+
+def _text(value: Any) -> str:
+    """A query value as the CSV writes it (YAML's true is the catalog's True)."""
+    return str(value) if not isinstance(value, bool) else ("True" if value else "False")
 
 
 def _matches(value: Any, wanted: list[str]) -> bool:

@@ -56,7 +56,8 @@ def write_index(repo: icechunk.Repository, entries: dict[str, dict[str, Any]]) -
         session = repo.writable_session(BRANCH)
         root = zarr.open_group(session.store, mode="r+", zarr_format=3)
         index = dict(root.attrs.get(INDEX) or {})
-        new = {**_since_last_index(repo, session.snapshot_id, index), **entries}
+        newest = _newest_commits(repo, session.snapshot_id, index)
+        new = {**_caught_up(newest, index), **_current(entries, newest, index)}
         if all(_same(index.get(g), e) for g, e in new.items()):
             return None
         root.attrs[INDEX] = dict(sorted({**index, **new}.items()))
@@ -76,23 +77,43 @@ def read_index(repo: icechunk.Repository, snapshot: str | None = None) -> dict[s
     return index_at(repo, snapshot or repo.lookup_branch(BRANCH))
 
 
-def _since_last_index(
-    repo: icechunk.Repository, tip: str, index: dict[str, Any]
-) -> dict[str, dict[str, Any]]:
-    """The dataset commits after the index's last commit (all of them, the first time), as
-    entries for the groups whose entry does not name them."""
-    found: dict[str, dict[str, Any]] = {}
+def _newest_commits(repo: icechunk.Repository, tip: str, index: dict[str, Any]) -> dict:
+    """Each group's newest dataset commit after the index's last commit (all of them, the
+    first time): group -> (dataset, snapshot)."""
+    found: dict[str, tuple[str, str]] = {}
     for info in repo.ancestry(snapshot_id=tip):
         metadata = dict(info.metadata or {})
         if INDEX_COMMIT in metadata and index:
             break
         group = metadata.get("group")
         if "dataset" in metadata and group and group not in found:
-            if (index.get(group) or {}).get("snapshot") != info.id:
-                found[group] = {"dataset": metadata["dataset"], "snapshot": info.id}
-            else:
-                found[group] = index[group]
-    return {g: e for g, e in found.items() if e is not index.get(g)}
+            found[group] = (metadata["dataset"], info.id)
+    return found
+
+
+def _caught_up(newest: dict, index: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Entries for the groups whose entry does not name their newest commit (a run killed
+    between its publish and its index)."""
+    return {
+        g: {"dataset": dataset, "snapshot": snapshot}
+        for g, (dataset, snapshot) in newest.items()
+        if (index.get(g) or {}).get("snapshot") != snapshot
+    }
+
+
+def _current(entries: dict, newest: dict, index: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The entries that still name their group's newest commit: one another run replaced
+    meanwhile is left as that run wrote it (an index never goes back)."""
+    out = {}
+    for group, entry in entries.items():
+        latest = newest[group][1] if group in newest else (index.get(group) or {}).get("snapshot")
+        if latest in (None, entry["snapshot"]):
+            out[group] = entry
+        else:
+            log.info(
+                "%s: not indexed at %s: %s is newer", entry["dataset"], entry["snapshot"], latest
+            )
+    return out
 
 
 def _same(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:

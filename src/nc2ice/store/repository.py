@@ -67,14 +67,15 @@ def last_commit(
         return None
     for info in repo.ancestry(snapshot_id=snapshot):
         metadata = dict(info.metadata or {})
-        if metadata.get("dataset") == dataset:
+        # the dataset in this group: one that moved to another group is new there
+        if metadata.get("dataset") == dataset and metadata.get("group", "") == group:
             return info.id, metadata
         if INDEX_COMMIT in metadata:
-            for entry in index_at(repo, info.id).values():
-                if entry.get("dataset") == dataset:
-                    found = entry["snapshot"]
-                    return found, dict(repo.lookup_snapshot(found).metadata or {})
-            return None
+            entry = index_at(repo, info.id).get(group) or {}
+            if entry.get("dataset") != dataset:
+                return None
+            found = dict(repo.lookup_snapshot(entry["snapshot"]).metadata or {})
+            return (entry["snapshot"], found) if found.get("group", "") == group else None
     return None
 
 
