@@ -14,7 +14,8 @@ def _commit(repo, dataset: str, group: str, value: int) -> str:
     session = repo.writable_session("main")
     root = zarr.open_group(session.store, mode="a", zarr_format=3)
     root.require_group(group).attrs["v"] = value
-    return session.commit(f"{dataset}: {value}", metadata={"dataset": dataset, "group": group})
+    metadata = {"dataset": dataset, "group": group, "value": value}
+    return session.commit(f"{dataset}: {value}", metadata=metadata)
 
 
 def _entry(dataset: str, snapshot: str) -> dict:
@@ -57,3 +58,15 @@ def test_a_dataset_moved_to_another_group_is_new_there(tmp_path):
     tip = repo.lookup_branch("main")
     assert last_commit(repo, "A.x", tip, "foo") is None
     assert last_commit(repo, "A.x", tip, "old") is not None
+
+
+def test_a_reader_finds_a_commit_made_after_the_index(tmp_path):
+    """nc2ice.open restores a group's attributes from its dataset's newest commit, also when
+    the index was written before it."""
+    from nc2ice.store.open import _Commits, _metadata_for
+
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "r")))
+    write_index(repo, {"a": _entry("A", _commit(repo, "A", "a", 1))})
+    _commit(repo, "A", "a", 2)
+    assert _metadata_for(_Commits(repo, None), "a")["value"] == 2
+    assert _metadata_for(_Commits(repo, None), "a/inner")["value"] == 2

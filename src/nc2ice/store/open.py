@@ -22,7 +22,13 @@ import xarray as xr
 from nc2ice.access import Access, S3Options, local_path, normalize_url
 from nc2ice.errors import AccessError, PublishError
 from nc2ice.logs import quiet_libraries
-from nc2ice.store.repository import BRANCH, FAILED_TAG, index_at, open_repository
+from nc2ice.store.repository import (
+    BRANCH,
+    FAILED_TAG,
+    INDEX_COMMIT,
+    index_at,
+    open_repository,
+)
 
 # What makes a reader's S3 requests signed: keys, or a profile, in the environment.
 CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE")
@@ -297,7 +303,9 @@ class _Commits:
         # a shared repository's index names each dataset's last commit: no walk through
         # thousands of other datasets' commits for each group of a tree
         self.repo = repo
-        self.index = index_at(repo, snapshot or repo.lookup_branch(branch))
+        tip = snapshot or repo.lookup_branch(branch)
+        self.index = index_at(repo, tip)
+        self.recent = _since_index(repo, tip) if self.index else []
 
     def indexed(self, group: str) -> dict[str, Any] | None:
         """The metadata of the commit the index names for ``group``'s dataset, {} for a
@@ -305,6 +313,9 @@ class _Commits:
         dataset committed after it): then the history is walked."""
         if not self.index:
             return None
+        for metadata in self.recent:  # committed after the index was last written
+            if f"{group}/".startswith(f"{metadata.get('group', '')}/"):
+                return metadata
         for mine, entry in self.index.items():
             if f"{group}/".startswith(f"{mine}/"):
                 metadata = dict(self.repo.lookup_snapshot(entry["snapshot"]).metadata or {})
@@ -323,6 +334,18 @@ class _Commits:
             if "dataset" in metadata:
                 self._seen.append(metadata)
                 yield metadata
+
+
+def _since_index(repo: Any, tip: str) -> list[dict[str, Any]]:
+    """The dataset commits after the index's newest commit, newest first."""
+    found = []
+    for info in repo.ancestry(snapshot_id=tip):
+        metadata = dict(info.metadata or {})
+        if INDEX_COMMIT in metadata:
+            break
+        if "dataset" in metadata:
+            found.append(metadata)
+    return found
 
 
 def _metadata_for(commits: _Commits, group: str) -> dict[str, Any]:
