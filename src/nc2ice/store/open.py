@@ -305,7 +305,8 @@ class _Commits:
         self.repo = repo
         tip = snapshot or repo.lookup_branch(branch)
         self.index = index_at(repo, tip)
-        self.recent = _since_index(repo, tip) if self.index else []
+        self._after_index = _since_index(repo, tip)  # read only as far as asked
+        self._recent: list[dict[str, Any]] = []
 
     def indexed(self, group: str) -> dict[str, Any] | None:
         """The metadata of the commit the index names for ``group``'s dataset, {} for a
@@ -313,7 +314,7 @@ class _Commits:
         dataset committed after it): then the history is walked."""
         if not self.index:
             return None
-        for metadata in self.recent:  # committed after the index was last written
+        for metadata in self._since_index():  # committed after the index was last written
             if f"{group}/".startswith(f"{metadata.get('group', '')}/"):
                 return metadata
         for mine, entry in self.index.items():
@@ -322,6 +323,12 @@ class _Commits:
                 return metadata if metadata.get("dataset") == entry.get("dataset") else None
         above = not group or any(m.startswith(f"{group}/") for m in self.index)
         return {} if above else None
+
+    def _since_index(self) -> Iterator[dict[str, Any]]:
+        yield from self._recent
+        for metadata in self._after_index:
+            self._recent.append(metadata)
+            yield metadata
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         yield from self._seen
@@ -336,16 +343,14 @@ class _Commits:
                 yield metadata
 
 
-def _since_index(repo: Any, tip: str) -> list[dict[str, Any]]:
+def _since_index(repo: Any, tip: str) -> Iterator[dict[str, Any]]:
     """The dataset commits after the index's newest commit, newest first."""
-    found = []
     for info in repo.ancestry(snapshot_id=tip):
         metadata = dict(info.metadata or {})
         if INDEX_COMMIT in metadata:
-            break
+            return
         if "dataset" in metadata:
-            found.append(metadata)
-    return found
+            yield metadata
 
 
 def _metadata_for(commits: _Commits, group: str) -> dict[str, Any]:
