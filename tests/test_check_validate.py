@@ -32,16 +32,21 @@ def _commit(tmp_path):
         {"file_id": f.stem, "url": u, "start": 12 * i, "length": 12, "version": access.head(u)}
         for i, (f, u) in enumerate(zip(files, urls))
     ]
-    record = {
-        "dataset": "t",
+    return access, store, _record("t", store, snapshot, extents, plan)
+
+
+def _record(dataset: str, store: str, snapshot: str, extents: list, plan, **more) -> dict:
+    """What commit.json says of a snapshot, as validation reads it."""
+    return {
+        "dataset": dataset,
         "store": store,
         "snapshot": snapshot,
         "concat_dim": "time",
         "groups": [""],
         "files": extents,
         "report": plan.report(),
+        **more,
     }
-    return access, store, record
 
 
 def test_a_faithful_store_passes(tmp_path):
@@ -200,17 +205,7 @@ def _fused_commit(tmp_path, lat_shift: float = 0.0, tolerance: float = 0.0):
         }
         for f in plan.files
     ]
-    record = {
-        "dataset": "ocean",
-        "store": store,
-        "snapshot": snapshot,
-        "concat_dim": "time",
-        "groups": [""],
-        "files": extents,
-        "report": plan.report(),
-        "fusion": plan.fusion,
-    }
-    return access, record
+    return access, _record("ocean", store, snapshot, extents, plan, fusion=plan.fusion)
 
 
 def test_a_fused_store_is_compared_part_by_part_under_its_names(tmp_path):
