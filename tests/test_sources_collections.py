@@ -71,6 +71,8 @@ def test_queries_lists_and_settings_reach_every_dataset(tmp_path, catalog):
     ]
     assert all(d["on_error"] == "skip" for d in datasets.values())
     assert all(d["attributes"]["project"] == "test" for d in datasets.values())
+    # the schema's defaults, checked once for the collection, reach each of its datasets
+    assert all(d["head_bytes"] == 262144 and d["variables"] == "all" for d in datasets.values())
     assert sorted({d["bundle"] for d in datasets.values()}) == ["cmip6-00000", "cmip6-00001"]
 
 
@@ -89,6 +91,7 @@ def test_relative_paths_are_taken_from_the_catalogs_folder(tmp_path):
         ({"group": "{source_id}"}, "lies inside it"),
         ({"group": "{nope}/{source_id}"}, "names 'nope', not a column"),
         ({"query": {"source_id": "none"}}, "the collections' queries select no asset"),
+        ({"settings": {"on_error": "maybe"}}, "on_error: 'maybe' is not one of"),
     ],
 )
 def test_what_cannot_be_a_dataset_is_refused_naming_it(tmp_path, catalog, change, says):

@@ -4,6 +4,8 @@ location that holds anything but a repository is refused before any write."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import icechunk
 import numpy as np
 import pytest
@@ -176,6 +178,42 @@ def test_publishing_keeps_other_datasets_and_refuses_a_rival_of_the_same(tmp_pat
         publish(repo, "a", "a", late, rewrite=lambda tip: pytest.fail("must not write again"))
     assert repo.lookup_branch("main") == rival.snapshot
     assert late.branch in repo.list_branches()  # kept, named in the message
+
+
+def test_commits_at_once_into_one_local_repository_all_survive(tmp_path, monkeypatch):
+    """Commits of three datasets into one local repository overlap (only saving new
+    containers takes the store's lock): each writes a branch of its own, and publishing
+    them one after the other keeps all three on main."""
+    store = normalize_url(str(tmp_path / "shared.icechunk"))
+    prefix = prefix_of(normalize_url(str(tmp_path / "a0.bin")))
+    names = ("a", "b", "c")
+    plans = {name: _plan(tmp_path, 3, name=name)[0] for name in names}
+    # every commit waits after writing, before committing: all three are mid-commit at once
+    monkeypatch.setenv("NC2ICE_PAUSE_AT", "commit:written")
+    monkeypatch.setenv("NC2ICE_PAUSE_SECONDS", "0.5")
+
+    def commit(name: str, base: str | None = None):
+        return _commit(
+            plans[name],
+            store,
+            [prefix],
+            dataset=name,
+            group=name,
+            base=base,
+            metadata=_named(plans[name], name),
+        )
+
+    with ThreadPoolExecutor(3) as pool:
+        outcomes = dict(zip(names, pool.map(commit, names), strict=True))
+    monkeypatch.delenv("NC2ICE_PAUSE_AT")
+    assert len({o.branch for o in outcomes.values()}) == 3
+    repo = open_repository(store, Access())
+    for name, outcome in outcomes.items():
+        publish(repo, name, name, outcome, rewrite=lambda tip, name=name: commit(name, tip))
+    main = repo.readonly_session("main").store
+    for name in names:
+        assert zarr.open_array(main, path=f"{name}/{name}", mode="r")[:].tolist() == [0, 1, 2]
+    assert repo.list_branches() == {"main"}  # each work branch dropped once published
 
 
 def _named(plan, name: str, digest: str | None = None) -> dict:

@@ -258,10 +258,10 @@ class Access:
     def server(self, url: str) -> str | None:
         """The server a URL's bytes come from (a web host, or the S3 endpoint), whose
         connections `http.max_connections` caps; None for local files."""
-        parts = urlsplit(normalize_url(url))
-        if parts.scheme in ("http", "https"):
-            return parts.netloc
-        if parts.scheme == "s3":
+        scheme = urlsplit(url).scheme
+        if scheme in ("http", "https"):
+            return urlsplit(normalize_url(url)).netloc
+        if scheme == "s3":
             endpoint = self.s3.endpoint_url
             return urlsplit(endpoint).netloc if endpoint else "s3.amazonaws.com"
         return None

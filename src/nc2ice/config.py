@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import time
@@ -90,8 +91,10 @@ def _validated(
     _schema_check(config, schema)
     variables = expand_paths(config)
     if expand is not None and config.get("collections"):
+        before = set(config["datasets"])
         config.update(expand(config))
-        _schema_check(config, schema)
+        made = {n: d for n, d in config["datasets"].items() if n not in before}
+        _check_made(config, schema, made)
     for name, dataset in config["datasets"].items():
         if not DATASET_NAME.match(name):
             raise ConfigError(f"datasets.{name}: a dataset name may hold letters, digits, _ . -")
@@ -115,6 +118,51 @@ def _schema_check(config: dict[str, Any], schema: str | Path) -> None:
         snakemake_validate(config, str(schema), set_default=True)
     except Exception as exc:  # WorkflowError wrapping jsonschema's ValidationError
         raise ConfigError(_config_message(exc)) from None
+
+
+# What the datasets a collection makes differ in: written by nc2ice from the catalog's rows.
+_PER_DATASET = ("sources", "group", "attributes", "bundle")
+
+
+def _check_made(config: dict[str, Any], schema: str | Path, made: dict[str, dict]) -> None:
+    """The collections' datasets checked against the schema as fast as a handful, which
+    10,000 of them checked one by one are not (9 s): those with the same settings (every
+    dataset of one collection) are checked once in full and get that one's defaults, and
+    each is checked in what it has of its own."""
+    shared = {name: _shared_settings(dataset) for name, dataset in made.items()}
+    first: dict[str, str] = {}  # shared settings -> the first dataset that has them
+    for name, settings in shared.items():
+        first.setdefault(settings, name)
+    _schema_check({**config, "datasets": {n: made[n] for n in first.values()}}, schema)
+    own = _own_fields_validator(schema)
+    for name, dataset in made.items():
+        model = made[first[shared[name]]]
+        for key, value in model.items():
+            if key not in _PER_DATASET and key not in dataset:
+                dataset[key] = copy.deepcopy(value)
+        error = next(own.iter_errors(dataset), None)
+        if error is not None:
+            where = ".".join(["datasets", name, *map(str, error.absolute_path)])
+            raise ConfigError(f"config error at {where}: {error.message}")
+
+
+def _shared_settings(dataset: dict[str, Any]) -> str:
+    shared = {k: v for k, v in dataset.items() if k not in _PER_DATASET}
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+def _own_fields_validator(schema: str | Path) -> Any:
+    """A validator of a dataset's own fields, by the schema's own rules for them."""
+    from jsonschema.validators import validator_for
+
+    full = yaml.safe_load(Path(schema).read_text())
+    fields = full["properties"]["datasets"]["additionalProperties"]["properties"]
+    own = {
+        "$defs": full.get("$defs", {}),
+        "type": "object",
+        "properties": {k: fields[k] for k in _PER_DATASET},
+    }
+    return validator_for(full)(own)
 
 
 # $$ (a dollar sign), ${NAME} or $NAME; a $ before anything else stays as it is.
@@ -231,11 +279,12 @@ def runs_jobs(argv: list[str]) -> bool:
     return True
 
 
-def mark_asked(datasets: list[str], now: bool) -> None:
-    """The file whose time makes Snakemake list a dataset's sources again: touched by a run
-    that runs jobs; one that does not (a report, a dry run) leaves it as old as it was."""
-    for name in datasets:
-        path = Path("results") / name / ".asked"
+def mark_asked(markers: list[str], now: bool) -> None:
+    """The files whose time makes Snakemake list sources again (a dataset's, or a bundle's
+    for all of its datasets): touched by a run that runs jobs; one that does not (a report,
+    a dry run) leaves them as old as they were."""
+    for marker in markers:
+        path = Path(marker)
         path.parent.mkdir(parents=True, exist_ok=True)
         if now:  # new content too: Snakemake ignores a newer file whose checksum it knows
             path.write_text(f"sources asked at {time.time()}\n")

@@ -28,12 +28,27 @@ _BUNDLED = {d for names in BUNDLES.values() for d in names}
 STEPWISE = [d for d in DATASETS if d not in _BUNDLED]
 DEMO_ARCHIVE = "resources/demo"
 
+
+def asked(dataset):
+    """The file whose time makes Snakemake list a dataset's sources again."""
+    return f"results/{dataset}/.asked"
+
+
+def bundle_asked(bundle):
+    """The same for all the datasets of a bundle."""
+    return f"results/bundles/{bundle}.asked"
+
+
 if workflow.is_main_process:
     # A run killed with SIGKILL leaves Snakemake's locks behind; clear them if stale.
     clear_stale_locks()
     # Every run asks the sources what changed: it touches results/<dataset>/.asked, an
-    # input of the listing, so Snakemake lists again (see "Reruns" in the README).
-    nc2ice_config.mark_asked(DATASETS, now=nc2ice_config.runs_jobs(sys.argv))
+    # input of the listing, so Snakemake lists again (see "Reruns" in the README); a
+    # bundle's one marker stands for its datasets (10,000 files cost a run seconds).
+    nc2ice_config.mark_asked(
+        [*(asked(d) for d in STEPWISE), *(bundle_asked(b) for b in BUNDLES)],
+        now=nc2ice_config.runs_jobs(sys.argv),
+    )
 
 if workflow.is_main_process and any(a.startswith("--report") for a in sys.argv):
     # The report's first page: every dataset at a glance (workflow/report/workflow.rst).
@@ -144,8 +159,8 @@ def validations(wildcards):
 
 
 def bundle_inputs(wildcards):
-    """What makes a bundle's job run: any of its datasets asked again (every run)."""
-    return expand("results/{dataset}/.asked", dataset=BUNDLES[wildcards.bundle])
+    """What makes a bundle's job run: its datasets asked again (every run)."""
+    return bundle_asked(wildcards.bundle)
 
 
 def validation_parts(wildcards):

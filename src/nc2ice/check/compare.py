@@ -50,6 +50,7 @@ from nc2ice.combine.fusion import disagreement
 from nc2ice.errors import AccessError
 from nc2ice.faults import pause
 from nc2ice.logs import Progress
+from nc2ice.scan.formats.hdf5 import why_not_kept
 from nc2ice.store.open import open_store_dataset
 
 # netCDF-C finds HDF5 filters (LZ4, Zstd, ...) through this path, as h5py does through hdf5plugin.
@@ -574,6 +575,8 @@ class _Part:
         for key in sorted(set(got) | set(want)):
             if key in DECODING_ATTRS:
                 continue
+            if key not in got and why_not_kept(want[key]):
+                continue  # left out by the scan, which said why in the commit's notes
             self.result.attributes_compared += 1
             if key not in got or key not in want:
                 side = "store" if key not in got else "source"

@@ -40,11 +40,22 @@ def same_attribute(a: Any, b: Any) -> bool:
 def _attr(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
-    if isinstance(value, np.str_):
-        return str(value)
+    if isinstance(value, str | np.str_):
+        return _replaced(str(value))
     if isinstance(value, list | tuple):
-        return np.asarray(value)
+        value = np.asarray(value)
+    if isinstance(value, np.ndarray) and value.size == 0:
+        return ""  # an attribute without values, however a reader gives it
     return value
+
+
+def _replaced(text: str) -> str:
+    """Bytes that are not UTF-8 as netCDF-C and the scan give them (replaced), where
+    h5netcdf keeps them as surrogates."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return text
 
 
 def dates_both(a: np.dtype, b: np.dtype) -> bool:

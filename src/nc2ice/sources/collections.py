@@ -112,6 +112,7 @@ def collection_datasets(
     template = collection.get("group") or "/".join(f"{{{c}}}" for c in groupby)
     repository = collection.get("repository") or config["store"].get("repository")
     repository = repository or f"{str(config['store']['root']).rstrip('/')}/{name}.icechunk"
+    repository = normalize_url(repository)  # once, not once per dataset (a path is resolved)
     settings = dict(collection.get("settings") or {})
     if catalog.join_dim:
         settings.setdefault("concat_dim", catalog.join_dim)

@@ -284,7 +284,12 @@ def open_store_dataset(
     else:
         session = repo.readonly_session(branch=BRANCH)
     ds = xr.open_zarr(
-        session.store, consolidated=False, group=group or None, chunks=None, decode_cf=decode
+        session.store,
+        consolidated=False,
+        group=group or None,
+        chunks=None,
+        decode_cf=decode,
+        create_default_indexes=decode,  # raw numbers are compared, never looked up
     )
     commits = _Commits(repo, snapshot)
     metadata = _metadata_for(commits, group or "")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import math
 import os
@@ -26,6 +27,7 @@ from nc2ice.errors import CommitError
 log = logging.getLogger(__name__)
 BRANCH = "main"
 LOCK_FILE = "nc2ice.lock"
+LOCK_POLL_S = 0.02  # how often a writer waiting for the store's lock tries again
 FAILED_TAG = "nc2ice-failed-"  # + the id of a snapshot that failed validation
 CREATION_WAIT_S = 20  # how long a run waits for another run's creation of its repository
 CONFIG_TRIES = 5  # saves of the repository's config when runs add containers at once
@@ -91,14 +93,31 @@ def tag_of(repo: icechunk.Repository, name: str, branch: bool = False) -> str | 
 
 
 def _has_group(repo: icechunk.Repository, snapshot: str, group: str) -> bool:
+    return group_at(repo, snapshot, group) is not None
+
+
+@functools.lru_cache(maxsize=16)
+def snapshot_store(repo: icechunk.Repository, snapshot: str) -> icechunk.IcechunkStore:
+    """A read-only store at ``snapshot``, shared by every look at it in this process: a
+    snapshot never changes, and a session's first read costs ten times its later ones (a
+    commit in a collection looks at its base four times)."""
+    return repo.readonly_session(snapshot_id=snapshot).store
+
+
+def group_at(repo: icechunk.Repository, snapshot: str, group: str = "") -> Any:
+    """The Zarr group at ``group`` in ``snapshot``, None where there is none."""
     import zarr
 
-    store = repo.readonly_session(snapshot_id=snapshot).store
     try:
-        zarr.open_group(store, path=group, mode="r", zarr_format=3)
+        return zarr.open_group(
+            snapshot_store(repo, snapshot),
+            path=group or None,
+            mode="r",
+            zarr_format=3,
+            use_consolidated=False,  # Icechunk never consolidates: do not look for it
+        )
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
-        return False
-    return True
+        return None
 
 
 INDEX = "nc2ice_datasets"  # the root's attribute: group path -> its dataset's entry
@@ -107,13 +126,8 @@ INDEX_COMMIT = "nc2ice_index"  # in the metadata of a commit that wrote the inde
 
 def index_at(repo: icechunk.Repository, snapshot: str) -> dict[str, Any]:
     """The index as ``snapshot`` has it (empty where there is none)."""
-    import zarr
-
-    store = repo.readonly_session(snapshot_id=snapshot).store
-    try:
-        return dict(zarr.open_group(store, mode="r", zarr_format=3).attrs.get(INDEX) or {})
-    except FileNotFoundError:
-        return {}
+    root = group_at(repo, snapshot)
+    return dict(root.attrs.get(INDEX) or {}) if root is not None else {}
 
 
 # -- what changed ---------------------------------------------------------------------------
@@ -281,8 +295,10 @@ def store_lock(store_url: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
                 if not said:
                     log.info("%s: another run is writing to this store; waiting for it", store_url)
                     said = True
+                # short waits: the other writer (often another bundle of the same run)
+                # holds it a tenth of a second at a time, and a long sleep misses its gaps
                 time.sleep(pause)
-                pause = min(0.5, pause * 2)  # the other writer is often done in a moment
+                pause = min(LOCK_POLL_S, pause * 2)
             except OSError:  # a filesystem without locks (some Lustre mounts): go on
                 break
         yield

@@ -23,6 +23,7 @@ writes the same change again on top of it when the other commits touched other g
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -56,6 +57,7 @@ from nc2ice.store.repository import (
     BRANCH,
     FAILED_TAG,
     ensure_repository,
+    group_at,
     last_commit,
     open_for_writing,
     store_lock,
@@ -67,6 +69,7 @@ log = logging.getLogger(__name__)
 PACKAGES = ("nc2ice", "virtualizarr", "icechunk", "zarr", "xarray", "obstore", "h5py", "snakemake")
 
 
+@functools.cache  # reading package metadata costs a bundle 15 ms per dataset
 def package_versions() -> dict[str, str]:
     return {name: version(name) for name in PACKAGES}
 
@@ -228,10 +231,8 @@ def _would_be(array: ArrayPlan) -> dict[str, Any]:
 
 def stored_arrays(repo: icechunk.Repository, group: str, snapshot: str) -> dict[str, dict] | None:
     """The arrays of a dataset's group in ``snapshot``: their metadata by path."""
-    store = repo.readonly_session(snapshot_id=snapshot).store
-    try:
-        root = zarr.open_group(store, path=group or None, mode="r", zarr_format=3)
-    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+    root = group_at(repo, snapshot, group)
+    if root is None:
         return None
     found = {}
     for path, array in root.members(max_depth=None):
@@ -270,9 +271,12 @@ def commit_plan(
     for array in plan.arrays.values():  # a codec no reader has fails here, before any write
         layout(array)
     ensure_repository(store_url, access, prefixes)
-    with store_lock(store_url):
+    with store_lock(store_url):  # saving new containers in its config is no atomic write
         repo = open_for_writing(store_url, access, prefixes, plan)
-        return commit_to(repo, plan, access=access, store_url=store_url, **options)
+    # No lock from here: the commit goes to a new branch of its own, which nobody else
+    # writes to (main moves when publishing, under the lock).  Two bundles of one run
+    # writing to one local store no longer take turns.
+    return commit_to(repo, plan, access=access, store_url=store_url, **options)
 
 
 def commit_to(
@@ -340,10 +344,7 @@ class _Write:
                 branch,
             )
             return Outcome(snapshot, True, change, base, branch, tag, 0, trusted, since)
-        branch = waiting
-        if tag_of(self.repo, branch, branch=True) is not None:  # a failed one, or another run's
-            branch = f"{waiting}-{uuid.uuid4().hex[:6]}"
-        self.repo.create_branch(branch, base)
+        branch = _new_branch(self.repo, waiting, base)
         try:
             writer = Writer(
                 self.repo, branch, self.part_references, f"{self.dataset} {change.action}"
@@ -373,12 +374,14 @@ class _Write:
             return
         zarr.open_group(writer.store, mode="a", zarr_format=3)  # the root, if new
         root = zarr.open_group(writer.store, path=group or None, mode="w", zarr_format=3)
+        session = writer.session
         for name, attrs in plan.group_attrs.items():
             target = root.require_group(name) if name else root
             target.attrs.update(store_attrs(attrs))
         for path, array in plan.arrays.items():
-            # the writer's session changes when it commits a part: open the group in this one
-            root = zarr.open_group(writer.store, path=group or None, mode="r+", zarr_format=3)
+            if writer.session is not session:  # a part was committed: open the group in the new
+                session = writer.session
+                root = zarr.open_group(writer.store, path=group or None, mode="r+", zarr_format=3)
             zarray = create_array(root, array, layout(array))
             if array.data is not None:
                 zarray[...] = array.data
@@ -388,15 +391,29 @@ class _Write:
             write_copies(writer, where, array, reader)
 
 
+def _new_branch(repo: icechunk.Repository, name: str, base: str) -> str:
+    """A new branch at ``base``: ``name``, or where that one is taken (a failed snapshot,
+    or another run's commit of the same inputs made at the same moment) a unique variant.
+    Creating a branch is an atomic create-if-absent, on a local disk as on S3."""
+    if tag_of(repo, name, branch=True) is None:
+        try:
+            repo.create_branch(name, base)
+            return name
+        except icechunk.IcechunkError as exc:
+            if "conflict" not in str(exc):
+                raise
+    unique = f"{name}-{uuid.uuid4().hex[:6]}"
+    repo.create_branch(unique, base)
+    return unique
+
+
 def _refuse_if_not_ours(
     repo: icechunk.Repository, base: str, group: str, dataset: str, store_url: str
 ) -> None:
     """A repository (or, in a shared one, a group) that holds anything nc2ice did not commit
     for this dataset is someone else's: never overwritten."""
-    store = repo.readonly_session(snapshot_id=base).store
-    try:
-        node = zarr.open_group(store, path=group or None, mode="r", zarr_format=3)
-    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+    node = group_at(repo, base, group)
+    if node is None:
         return
     held = sorted(name for name, _ in node.members())
     if not held:

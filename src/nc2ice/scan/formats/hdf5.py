@@ -556,7 +556,7 @@ def attributes(
             continue
         try:
             value = _read_attribute(obj.id, name)
-            why = _why_not_kept(value)
+            why = why_not_kept(value)
         except (OSError, TypeError, ValueError) as exc:
             why = f"h5py cannot read it ({str(exc).strip() or type(exc).__name__})"
         if why:
@@ -569,8 +569,9 @@ def attributes(
     return values, types
 
 
-def _why_not_kept(value: Any) -> str:
-    """Why an attribute's value has no JSON form a netCDF reader would recognise, or ""."""
+def why_not_kept(value: Any) -> str:
+    """Why an attribute's value has no JSON form a netCDF reader would recognise, or "".
+    The value as h5py reads it, or as h5netcdf gives it (which validation reads)."""
     dtype = getattr(value, "dtype", None)
     if dtype is not None and dtype.kind not in "OV":  # numbers and text: the usual, kept
         return ""
@@ -578,9 +579,13 @@ def _why_not_kept(value: Any) -> str:
         return "HDF5 object references mean nothing outside the file"
     if dtype is None or isinstance(value, h5py.Empty):
         return ""
-    if h5py.check_ref_dtype(dtype) is not None:
+    items = list(value.flat) if dtype.kind == "O" else []
+    if h5py.check_ref_dtype(dtype) is not None or (
+        items and all(isinstance(v, h5py.Reference) for v in items)
+    ):
         return "HDF5 object references mean nothing outside the file"
-    if h5py.check_string_dtype(dtype) is None and h5py.check_vlen_dtype(dtype) is not None:
+    vlen = h5py.check_string_dtype(dtype) is None and h5py.check_vlen_dtype(dtype) is not None
+    if vlen or any(isinstance(v, np.ndarray) for v in items):
         return "variable-length sequences have no JSON equivalent"
     if dtype.kind == "V":
         kind = "a compound value" if dtype.names else "an opaque value"
