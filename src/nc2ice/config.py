@@ -126,7 +126,7 @@ _PER_DATASET = ("sources", "group", "attributes", "bundle")
 
 def _check_made(config: dict[str, Any], schema: str | Path, made: dict[str, dict]) -> None:
     """The collections' datasets checked against the schema as fast as a handful, which
-    10,000 of them checked one by one are not (9 s): those with the same settings (every
+    10,000 of them checked one by one are not (seconds): those with the same settings (every
     dataset of one collection) are checked once in full and get that one's defaults, and
     each is checked in what it has of its own."""
     shared = {name: _shared_settings(dataset) for name, dataset in made.items()}

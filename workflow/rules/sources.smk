@@ -12,7 +12,7 @@ rule demo_archive:
 checkpoint list_sources:
     input:
         demo_archive,
-        asked="results/{dataset}/.asked",
+        asked=asked("{dataset}"),
     output:
         "results/{dataset}/sources.tsv",
     log:

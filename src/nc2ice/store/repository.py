@@ -65,7 +65,7 @@ def last_commit(
     index (``nc2ice.store.contents``), which names every dataset's last commit before it: a
     walk through thousands of other datasets' commits would make each commit slower than
     the last."""
-    if group and not _has_group(repo, snapshot, group):
+    if group and group_at(repo, snapshot, group) is None:
         return None
     for info in repo.ancestry(snapshot_id=snapshot):
         metadata = dict(info.metadata or {})
@@ -92,15 +92,11 @@ def tag_of(repo: icechunk.Repository, name: str, branch: bool = False) -> str | 
         raise
 
 
-def _has_group(repo: icechunk.Repository, snapshot: str, group: str) -> bool:
-    return group_at(repo, snapshot, group) is not None
-
-
 @functools.lru_cache(maxsize=16)
 def snapshot_store(repo: icechunk.Repository, snapshot: str) -> icechunk.IcechunkStore:
     """A read-only store at ``snapshot``, shared by every look at it in this process: a
     snapshot never changes, and a session's first read costs ten times its later ones (a
-    commit in a collection looks at its base four times)."""
+    commit in a collection looks at its base several times)."""
     return repo.readonly_session(snapshot_id=snapshot).store
 
 
@@ -296,7 +292,7 @@ def store_lock(store_url: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
                     log.info("%s: another run is writing to this store; waiting for it", store_url)
                     said = True
                 # short waits: the other writer (often another bundle of the same run)
-                # holds it a tenth of a second at a time, and a long sleep misses its gaps
+                # holds it a fraction of a second at a time, and a long sleep misses its gaps
                 time.sleep(pause)
                 pause = min(LOCK_POLL_S, pause * 2)
             except OSError:  # a filesystem without locks (some Lustre mounts): go on
