@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from archives import _ocean_file, fusion_parts, ocean
+from catalogs import place_files, write_tree
 from conftest import commit_record, run_workflow, validation
 
 from nc2ice.access import Access
@@ -50,12 +51,15 @@ def _equal_to_sources(store: str, access: Access, parts: dict[str, xr.Dataset], 
     return ds
 
 
-def test_http_and_s3_parts_fused_and_validated(tmp_path, http_server, http_root, s3_server):
+def test_http_thredds_and_s3_parts_fused_and_validated(tmp_path, http_server, http_root, s3_server):
+    """The temperature part's first year is a plain HTTP URL, its second a THREDDS catalog's
+    fileServer URL; the salinity part is in an S3 bucket."""
     files = fusion_parts(tmp_path / "archive")
     served = http_root / "fusion"
     served.mkdir(parents=True, exist_ok=True)
-    for f in files["temperature"]:
-        shutil.copy(f, served / f.name)
+    shutil.copy(files["temperature"][0], served / files["temperature"][0].name)
+    tds = place_files(http_root, {2001: files["temperature"][1:]})
+    catalog = f"{http_server.url}/fusion/{write_tree(served, tds)}"
     s3 = s3_server.client()
     s3.create_bucket(Bucket="ocean")
     for f in files["salinity"]:
@@ -67,7 +71,8 @@ def test_http_and_s3_parts_fused_and_validated(tmp_path, http_server, http_root,
                     {
                         "name": "temperature",
                         "sources": [
-                            f"{http_server.url}/fusion/{f.name}" for f in files["temperature"]
+                            f"{http_server.url}/fusion/{files['temperature'][0].name}",
+                            {"thredds": catalog},
                         ],
                     },
                     {"name": "salinity", "sources": ["s3://ocean/salinity/*.nc"], "rename": RENAME},
@@ -84,6 +89,10 @@ def test_http_and_s3_parts_fused_and_validated(tmp_path, http_server, http_root,
     assert len(verdict["files_compared"]) == 5
     record = commit_record(tmp_path / "run", "ocean")
     assert [f["part"] for f in record["files"]] == ["temperature"] * 2 + ["salinity"] * 3
+    assert (
+        record["files"][1]["url"]
+        == f"{http_server.url}/thredds/fileServer/cmip/2001/thetao_2001.nc"
+    )
     assert record["fusion"]["shared"]["time"] == ["temperature", "salinity"]
     access = Access.from_config(config)
     parts = {

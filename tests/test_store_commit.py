@@ -16,8 +16,9 @@ from nc2ice.combine.plan import combine
 from nc2ice.errors import CommitError
 from nc2ice.model.manifest import Manifest, Variable
 from nc2ice.store import arrays as writer
+from nc2ice.store.open import open_store_dataset
 from nc2ice.store.publish import publish
-from nc2ice.store.repository import open_repository
+from nc2ice.store.repository import kept_repository, open_repository
 from nc2ice.store.snapshot import commit_plan
 
 
@@ -216,6 +217,60 @@ def test_commits_at_once_into_one_local_repository_all_survive(tmp_path, monkeyp
     assert repo.list_branches() == {"main"}  # each work branch dropped once published
 
 
+def test_commits_adding_containers_at_once_keep_every_container(tmp_path):
+    """Three commits whose files are in three folders (three new containers) at once: each
+    saves its container under the store's lock, re-reading the others', so the repository
+    records all three, and every dataset reads back once published."""
+    store = normalize_url(str(tmp_path / "shared.icechunk"))
+    names = ("a", "b", "c")
+    for name in names:
+        (tmp_path / name).mkdir()
+    plans = {name: _plan(tmp_path / name, 3, name=name)[0] for name in names}
+    prefixes = {n: prefix_of(normalize_url(str(tmp_path / n / f"{n}0.bin"))) for n in names}
+    _commit(
+        plans["a"], store, [prefixes["a"]], dataset="a", group="a", metadata=_named(plans["a"], "a")
+    )
+
+    def commit(name: str, base: str | None = None):
+        metadata = _named(plans[name], name)
+        return _commit(
+            plans[name],
+            store,
+            [prefixes[name]],
+            dataset=name,
+            group=name,
+            base=base,
+            metadata=metadata,
+        )
+
+    with ThreadPoolExecutor(3) as pool:
+        outcomes = dict(zip(names, pool.map(commit, names), strict=True))
+    repo = open_repository(store, Access())
+    assert set(prefixes.values()) <= set(repo.config.virtual_chunk_containers)
+    for name, outcome in outcomes.items():
+        publish(repo, name, name, outcome, rewrite=lambda tip, name=name: commit(name, tip))
+    main = open_repository(store, Access()).readonly_session("main").store
+    for name in names:
+        assert zarr.open_array(main, path=f"{name}/{name}", mode="r")[:].tolist() == [0, 1, 2]
+
+
+def test_a_new_group_made_meanwhile_by_a_rival_is_refused(tmp_path):
+    """Two runs create one new dataset from the same main with other inputs: the second to
+    publish finds the group made meanwhile, and is refused (nothing of it on main)."""
+    store = normalize_url(str(tmp_path / "shared.icechunk"))
+    prefix = prefix_of(normalize_url(str(tmp_path / "a0.bin")))
+    plan, _ = _plan(tmp_path, 3, name="a")
+    runs = [
+        _commit(plan, store, [prefix], dataset="a", group="a", metadata=_named(plan, "a", digest=d))
+        for d in ("first", "second")
+    ]
+    repo = open_repository(store, Access())
+    publish(repo, "a", "a", runs[0], rewrite=lambda tip: pytest.fail("main did not move"))
+    with pytest.raises(CommitError, match="changed a's arrays"):
+        publish(repo, "a", "a", runs[1], rewrite=lambda tip: pytest.fail("must not write again"))
+    assert repo.lookup_branch("main") == runs[0].snapshot
+
+
 def _named(plan, name: str, digest: str | None = None) -> dict:
     return {**_metadata(plan, digest or name), "dataset": name}
 
@@ -240,3 +295,78 @@ def test_a_repository_nc2ice_did_not_write_is_never_overwritten(tmp_path):
         _commit(plan, store, [prefix], group="v")
     assert open_repository(store, Access()).lookup_branch("main") == theirs
     _commit(plan, store, [prefix], group="mine")  # a group of its own: fine
+
+
+def test_a_dataset_put_in_one_go_keeps_the_root_and_writes_every_value(tmp_path, monkeypatch):
+    """A dataset's groups and arrays are built in memory and put at once: the groups above
+    its own are made only where there are none (the root keeps its attributes, e.g. the
+    index), small values go with the metadata, larger ones through Zarr; all read back."""
+    store = normalize_url(str(tmp_path / "shared.icechunk"))
+    prefix = prefix_of(normalize_url(str(tmp_path / "a0.bin")))
+    plan, _ = _plan(tmp_path, 5, files=2, name="a")
+    first = _commit(plan, store, [prefix], dataset="a", group="m/a", metadata=_named(plan, "a"))
+    repo = open_repository(store, Access())
+    publish(repo, "a", "m/a", first, rewrite=lambda tip: pytest.fail("main did not move"))
+    session = repo.writable_session("main")
+    zarr.open_group(session.store, mode="r+").attrs["kept"] = {"m/a": "listed"}
+    session.commit("the root's attributes")
+    monkeypatch.setattr(writer, "SMALL_VALUES", 0)  # every value through Zarr this time
+    plan_b, _ = _plan(tmp_path, 4, name="b")
+    second = _commit(
+        plan_b, store, [prefix], dataset="b", group="m/n/b", metadata=_named(plan_b, "b")
+    )
+    publish(repo, "b", "m/n/b", second, rewrite=lambda tip: pytest.fail("main did not move"))
+    main = zarr.open_group(repo.readonly_session("main").store, mode="r")
+    assert dict(main.attrs) == {"kept": {"m/a": "listed"}}
+    assert isinstance(main["m/n"], zarr.Group)
+    assert main["m/a/a"][:].tolist() == [*range(5), *range(1000, 1005)]
+    assert main["m/a/time"][:].tolist() == list(range(10))
+    assert main["m/n/b/time"][:].tolist() == list(range(4))
+    assert main["m/n/b/b"][:].tolist() == list(range(4))
+
+
+def test_a_kept_handle_sees_other_writers_and_validation_reads_storage(tmp_path):
+    """The handle kept for the next commit (its snapshots stay in memory) reads branches
+    afresh and is replaced once another writer records a container; a reader's handle, as
+    validation's, reads what is stored, not what this process remembers writing."""
+    store = normalize_url(str(tmp_path / "shared.icechunk"))
+    prefix = prefix_of(normalize_url(str(tmp_path / "a0.bin")))
+    plan, _ = _plan(tmp_path, 3, name="a")
+    outcome = _commit(plan, store, [prefix], dataset="a", group="a", metadata=_named(plan, "a"))
+    kept = kept_repository(store, Access())
+    assert kept_repository(store, Access()) is kept
+    assert open_repository(store, Access()) is not kept
+    other = icechunk.Repository.open(
+        icechunk.local_filesystem_storage(str(tmp_path / "shared.icechunk"))
+    )
+    other.reset_branch("main", outcome.snapshot)  # another process moves main
+    assert kept.lookup_branch("main") == outcome.snapshot
+    config = other.config
+    config.set_virtual_chunk_container(
+        icechunk.VirtualChunkContainer("s3://elsewhere/", icechunk.s3_store())
+    )
+    icechunk.Repository.open(other.storage, config=config).save_config()
+    assert kept_repository(store, Access()) is not kept
+    # what the commit wrote is lost from storage: a reader must see it, whatever the
+    # committing process holds in memory
+    for manifest in (tmp_path / "shared.icechunk" / "manifests").iterdir():
+        manifest.write_bytes(b"lost")
+    with pytest.raises(Exception):  # noqa: B017 (Icechunk's error, whichever it is)
+        open_store_dataset(store, Access(), group="a", snapshot=outcome.snapshot).load()
+
+
+def test_a_dataset_is_never_put_under_an_array(tmp_path):
+    """A group path whose parent is someone's array is refused, as Zarr refuses it."""
+    store = normalize_url(str(tmp_path / "shared.icechunk"))
+    repo = icechunk.Repository.create(
+        icechunk.local_filesystem_storage(str(tmp_path / "shared.icechunk"))
+    )
+    session = repo.writable_session("main")
+    zarr.open_group(session.store, mode="w").create_array("m", shape=(2,), dtype="i4")[:] = 1
+    theirs = session.commit("their array")
+    plan, _ = _plan(tmp_path, 2)
+    prefix = prefix_of(normalize_url(str(tmp_path / "v0.bin")))
+    with pytest.raises(CommitError, match="m/ is an array, not a group"):
+        _commit(plan, store, [prefix], group="m/a")
+    assert repo.lookup_branch("main") == theirs
+    assert repo.list_branches() == {"main"}  # the failed commit's branch is gone

@@ -26,6 +26,9 @@ from nc2ice.errors import Nc2IceError
 log = logging.getLogger(__name__)
 
 
+Listed = tuple[str, str, dict[str, Any], str]  # store, group path, index entry, dataset
+
+
 class BundleError(Nc2IceError):
     """Some datasets of a bundle failed (the others are published)."""
 
@@ -124,26 +127,24 @@ def run_bundle(
     return result
 
 
-def _index(config: dict[str, Any], published: list[tuple[dict, dict]]) -> None:
+def _index(config: dict[str, Any], published: list[Listed]) -> None:
     """The datasets published by this job listed in their repositories' indexes, one commit
     per repository (not one per dataset: each rewrites the whole index)."""
     from nc2ice.store.dataset import update_index
 
-    stores: dict[str, list[tuple[dict, dict]]] = {}
-    for record, done in published:
-        if record["group"]:
-            stores.setdefault(record["store"], []).append((record, done))
-    for store, datasets in stores.items():
-        update_index(config, store, datasets)
-    for record, _ in published:
-        Paths(record["dataset"]).indexed.write_text("indexed\n")
+    stores: dict[str, dict[str, dict]] = {}
+    for store, group, entry, _ in published:
+        if group:  # a dataset alone in its repository has no index
+            stores.setdefault(store, {})[group] = entry
+    for store, entries in stores.items():
+        update_index(config, store, entries)
+    for *_, dataset in published:
+        Paths(dataset).indexed.write_text("indexed\n")
 
 
-def run_dataset(
-    config: dict[str, Any], dataset: str, connections: int = 1
-) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def run_dataset(config: dict[str, Any], dataset: str, connections: int = 1) -> Listed | None:
     """One dataset through every step, each skipped where its outputs are up to date; its
-    commit and publish records if it was published now."""
+    index entry if it was published now."""
     from nc2ice import steps
     from nc2ice.sources.batches import names
     from nc2ice.sources.listing import list_dataset
@@ -188,7 +189,7 @@ def run_dataset(
     if not _stale([paths.published], [paths.commit, paths.verdict]):
         # published, but its job stopped before the index named it: index it now
         if _stale([paths.indexed], [paths.published]):
-            return load_json(paths.commit), load_json(paths.published)
+            return _listed(config, load_json(paths.commit), load_json(paths.published))
         return None
     published = publish_dataset(
         config,
@@ -200,7 +201,22 @@ def run_dataset(
         str(paths.published),
         index=False,
     )
-    return load_json(paths.commit), published
+    return _listed(config, load_json(paths.commit), published)
+
+
+def _listed(config: dict[str, Any], record: dict[str, Any], published: dict[str, Any]) -> Listed:
+    """What the repository's index will say of a dataset: read now, while the snapshot just
+    published is in memory (read at the job's end, a hundred of them would be read again)."""
+    from nc2ice.store.dataset import listed
+
+    try:
+        group, entry = listed(config, record, published) if record["group"] else ("", {})
+    except Exception as exc:  # published all the same: the next run lists it
+        raise BundleError(
+            f"{record['dataset']}: published (snapshot {published['snapshot']}), but its "
+            f"entry in the repository's index could not be read ({exc}); the next run lists it"
+        ) from exc
+    return record["store"], group, entry, record["dataset"]
 
 
 def _stale(outputs: list[Path], inputs: list[Path]) -> bool:

@@ -9,6 +9,8 @@ branch, and the branch the readers see moves to the last part at once, or not at
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import math
 from collections.abc import Callable, Iterator
@@ -19,8 +21,9 @@ import icechunk
 import numpy as np
 import zarr
 from xarray.backends.zarr import FillValueCoder
+from zarr.core.sync import sync
 
-from nc2ice.combine.plan import ArrayPlan
+from nc2ice.combine.plan import ArrayPlan, Plan
 from nc2ice.errors import CommitError
 from nc2ice.logs import Progress
 from nc2ice.model.codecs import zarr_pipeline
@@ -29,6 +32,7 @@ from nc2ice.model.refs import ChunkRefs
 log = logging.getLogger(__name__)
 BLOCK = 100_000  # references per call to set_virtual_refs
 PART_REFERENCES = 2_000_000  # a session holding more would take more than ~500 MB
+SMALL_VALUES = 1 << 20  # values of arrays up to this size are put with their metadata
 
 
 class Writer:
@@ -105,6 +109,55 @@ def create_array(root: zarr.Group, array: ArrayPlan, how: dict[str, Any]) -> zar
         attributes=attrs,
         **how,
     )
+
+
+def put_nodes(store: Any, plan: Plan, group: str) -> set[str]:
+    """Every group and array of ``plan`` in the dataset's ``group`` of ``store``, with the
+    values of its small arrays; the paths of the arrays whose values were written.
+
+    Built in memory and put in one go: Zarr creating arrays one by one in an Icechunk
+    session reads every parent group's metadata for each, which costs ten times as much
+    in a repository of a thousand datasets (whose root holds the index).  The groups above
+    ``group`` are created only where there are none (the root's index is kept), and must
+    be groups: Icechunk itself would put a group under an array."""
+    documents: dict[str, Any] = {}
+    root = zarr.open_group(
+        zarr.storage.MemoryStore(store_dict=documents),
+        path=group or None,
+        mode="w",
+        zarr_format=3,
+    )
+    for name, attrs in plan.group_attrs.items():
+        (root.require_group(name) if name else root).attrs.update(store_attrs(attrs))
+    valued = set()
+    for path, array in plan.arrays.items():
+        zarray = create_array(root, array, layout(array))
+        if array.data is not None and array.data.nbytes <= SMALL_VALUES:
+            zarray[...] = array.data
+            valued.add(path)
+    inside = f"{group}/" if group else ""
+    above = [k for k in documents if not k.startswith(inside)]
+    nodes = [k for k in documents if k.endswith("zarr.json") and k not in above]
+    chunks = documents.keys() - {*above, *nodes}
+
+    async def put() -> None:
+        prototype = zarr.core.buffer.default_buffer_prototype()
+        found = await asyncio.gather(*(store.get(k, prototype=prototype) for k in above))
+        for key, doc in zip(above, found, strict=True):
+            if doc is not None and json.loads(doc.to_bytes()).get("node_type") != "group":
+                raise CommitError(
+                    f"{key.removesuffix('zarr.json') or 'the root'} is an array, not "
+                    f"a group: the dataset's group {group!r} cannot be put under it"
+                )
+        await asyncio.gather(*(store.set_if_not_exists(k, documents[k]) for k in above))
+        for depth in sorted({k.count("/") for k in nodes}):  # a group before its members
+            level = [k for k in nodes if k.count("/") == depth]
+            await asyncio.gather(*(store.set(k, documents[k]) for k in level))
+        # an array before its chunks: Icechunk refuses chunks of an array it does not have
+        await asyncio.gather(*(store.set(k, documents[k]) for k in chunks))
+
+    sync(put())
+    return valued
 
 
 def write_references(

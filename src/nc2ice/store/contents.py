@@ -22,7 +22,7 @@ import xarray as xr
 import zarr
 
 from nc2ice.errors import CommitError
-from nc2ice.store.repository import BRANCH, INDEX, INDEX_COMMIT, index_at
+from nc2ice.store.repository import BRANCH, INDEX, INDEX_COMMIT, index_at, snapshot_store
 
 log = logging.getLogger(__name__)
 TRIES = 20
@@ -30,9 +30,8 @@ TRIES = 20
 
 def index_entry(repo: icechunk.Repository, published: dict[str, Any], concat_dim: str | None):
     """What the index says of a dataset just published: read from its group on ``main``."""
-    session = repo.readonly_session(snapshot_id=published["snapshot"])
     ds = xr.open_zarr(  # no index built: only the range of one coordinate is read
-        session.store,
+        snapshot_store(repo, published["snapshot"]),
         group=published["group"],
         consolidated=False,
         chunks=None,

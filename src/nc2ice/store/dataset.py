@@ -78,7 +78,9 @@ class Prepared:
                 return snapshots.commit_plan(
                     self.plan, store_url=self.store_url, prefixes=prefixes, **options
                 )
-            repo = repository.open_for_writing(self.store_url, self.access, prefixes, self.plan)
+            repo = repository.open_for_writing(
+                self.store_url, self.access, prefixes, self.plan, locked=True
+            )
             return snapshots.commit_to(repo, self.plan, store_url=self.store_url, **options)
 
 
@@ -315,7 +317,7 @@ def publish_dataset(
             record["snapshot"], True, _change(record), base, branch, record["tag"]
         )
         with room_in(store), repository.store_lock(store):
-            repo = repository.open_repository(store, access)
+            repo = repository.kept_repository(store, access)
 
             def rewrite(tip: str) -> snapshots.Outcome:
                 prepared = prepare(config, dataset, indexes, sources_tsv)
@@ -333,28 +335,32 @@ def publish_dataset(
     else:
         log.info("%s: nothing new to publish: main holds snapshot %s", dataset, record["snapshot"])
     if record["group"] and index:  # a repository shared by datasets: its index names it
-        update_index(config, record["store"], [(record, published)])
+        update_index(config, record["store"], dict([listed(config, record, published)]))
     write_json(out, published)
     return published
 
 
-def update_index(
-    config: dict[str, Any], store: str, datasets: list[tuple[dict[str, Any], dict[str, Any]]]
-) -> None:
-    """The repository's index lists these datasets (their commit and published records) as
-    ``main`` has them now: one commit for all of them."""
-    from nc2ice.store.contents import index_entry, write_index
+def listed(
+    config: dict[str, Any], record: dict[str, Any], published: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The index's entry for a dataset just published (its commit and published records),
+    by group path: read from the published snapshot, best while this process holds it."""
+    from nc2ice.store.contents import index_entry
 
-    repo = repository.open_repository(store, Access.from_config(config))
-    entries = {  # read from published snapshots: no other writer needs to wait for this
-        record["group"]: index_entry(
-            repo, {**published, "files": len(record["files"])}, record["concat_dim"]
-        )
-        for record, published in datasets
-    }
+    repo = repository.kept_repository(record["store"], Access.from_config(config))
+    entry = index_entry(repo, {**published, "files": len(record["files"])}, record["concat_dim"])
+    return record["group"], entry
+
+
+def update_index(config: dict[str, Any], store: str, entries: dict[str, dict[str, Any]]) -> None:
+    """The repository's index lists these entries (group path -> ``listed``'s entry) as
+    ``main`` has them now: one commit for all of them."""
+    from nc2ice.store.contents import write_index
+
     with room_in(store), repository.store_lock(store):
         written = write_index(
-            repository.open_repository(store, Access.from_config(config)), entries
+            repository.kept_repository(store, Access.from_config(config)),
+            entries,
         )
     if written:
         log.info(
@@ -388,7 +394,7 @@ def _refusal(config: dict[str, Any], dataset: str, record: dict[str, Any], verdi
         )
     with contextlib.suppress(Exception):  # the message matters more than the mark
         publish_mod.mark_failed(
-            repository.open_repository(store, Access.from_config(config)), snapshot
+            repository.kept_repository(store, Access.from_config(config)), snapshot
         )
     return (
         f"{dataset}: validation FAILED, so main was not moved: it stays at snapshot "

@@ -9,6 +9,7 @@ writes the same in plain Icechunk and xarray, for readers who do not install nc2
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -308,15 +309,25 @@ class _Commits:
         # a shared repository's index names each dataset's last commit: no walk through
         # thousands of other datasets' commits for each group of a tree
         self.repo = repo
-        tip = snapshot or repo.lookup_branch(branch)
-        self.index = index_at(repo, tip)
-        self._after_index = _since_index(repo, tip)  # read only as far as asked
+        self.tip = snapshot or repo.lookup_branch(branch)
+        self._after_index = _since_index(repo, self.tip)  # read only as far as asked
         self._recent: list[dict[str, Any]] = []
+
+    @functools.cached_property
+    def newest(self) -> dict[str, Any]:
+        return dict(self.repo.lookup_snapshot(self.tip).metadata or {})
+
+    @functools.cached_property
+    def index(self) -> dict[str, Any]:
+        return index_at(self.repo, self.tip)  # a thousand datasets' index: read if need be
 
     def indexed(self, group: str) -> dict[str, Any] | None:
         """The metadata of the commit the index names for ``group``'s dataset, {} for a
         group above the datasets' groups; None where the index cannot say (no index, or a
         dataset committed after it): then the history is walked."""
+        newest = self.newest
+        if "dataset" in newest and f"{group}/".startswith(f"{newest.get('group', '')}/"):
+            return newest  # the snapshot is the dataset's own commit (validation reads those)
         if not self.index:
             return None
         for metadata in self._since_index():  # committed after the index was last written

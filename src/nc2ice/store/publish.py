@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import icechunk
 
 from nc2ice.errors import CommitError
-from nc2ice.store.repository import BRANCH, FAILED_TAG, last_commit, tag_of, touched
+from nc2ice.store.repository import BRANCH, FAILED_TAG, group_at, last_commit, tag_of, touched
 from nc2ice.store.snapshot import Outcome
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,8 @@ def _published(repo: icechunk.Repository, snapshot: str, base: str | None) -> bo
 
 
 def _refuse_if_touched(repo, dataset: str, group: str, outcome: Outcome, tip: str) -> None:
+    if outcome.change.action == "created" and group and group_at(repo, tip, group) is None:
+        return  # a new group that nobody made meanwhile (comparing the snapshots costs more)
     try:
         changed = touched(repo, outcome.base, tip, group)
     except icechunk.IcechunkError:

@@ -15,6 +15,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,9 @@ def is_repository(store_url: str, access: Access) -> bool:
 
 
 def open_repository(store_url: str, access: Access) -> icechunk.Repository:
-    """Open a repository with read access to every container it records."""
+    """Open a repository with read access to every container it records, as a reader does:
+    a new handle, which reads every snapshot and manifest from storage (validation reads
+    what was stored, not what this process remembers writing)."""
     if not is_repository(store_url, access):
         raise FileNotFoundError(f"{store_url}: no Icechunk repository here")
     storage = access.storage(store_url)
@@ -53,6 +56,49 @@ def open_repository(store_url: str, access: Access) -> icechunk.Repository:
     return icechunk.Repository.open(
         storage, authorize_virtual_chunk_access=access.authorize(prefixes)
     )
+
+
+def kept_repository(store_url: str, access: Access) -> icechunk.Repository:
+    """The handle this process keeps for the repository (see ``_Kept``): for writing and
+    for the bookkeeping around a commit (publishing, the index), never for validation."""
+    stored = icechunk.Repository.open(access.storage(store_url)).config
+    prefixes = set(stored.virtual_chunk_containers or {})
+    if (kept := _KEPT.get(store_url)) and kept.serves(access, prefixes):
+        return kept.repo
+    repo = open_repository(store_url, access)
+    _keep(store_url, _Kept(repo, access, prefixes))
+    return repo
+
+
+@dataclass
+class _Kept:
+    """A repository handle kept for the next commit: Icechunk keeps the snapshots a handle
+    has read or written in memory, and reading one again from storage costs 50 ms at a
+    thousand datasets (a commit, its publishing and its index entry look at the same few
+    snapshots).  Snapshots never change; branches and tags are read from storage at every
+    lookup, so a kept handle sees other runs' commits; a container another run records
+    makes a new handle."""
+
+    repo: icechunk.Repository
+    access: Access
+    prefixes: set[str]  # the containers it may read, as the repository's config had them
+    splitting: str | None = None  # how its commits split manifests (None: a reader's)
+
+    def serves(self, access: Access, prefixes: set[str], splitting: str | None = None) -> bool:
+        same = self.access == access and self.prefixes == prefixes
+        return same and (splitting is None or splitting == self.splitting)
+
+
+_KEPT: dict[str, _Kept] = {}  # store URL -> its handle, the most recently kept last
+KEPT_STORES = 4  # handles kept at once: each holds up to its cache's worth of snapshots
+KEPT_CACHE = icechunk.CachingConfig(num_snapshot_nodes=200_000, num_chunk_refs=1_000_000)
+
+
+def _keep(store_url: str, kept: _Kept) -> None:
+    _KEPT.pop(store_url, None)
+    _KEPT[store_url] = kept
+    while len(_KEPT) > KEPT_STORES:
+        _KEPT.pop(next(iter(_KEPT)))
 
 
 def last_commit(
@@ -179,33 +225,60 @@ def _create_local(path: Path, config: icechunk.RepositoryConfig) -> None:
         shutil.rmtree(work, ignore_errors=True)  # ours alone: its name is unique
 
 
-def open_for_writing(store_url: str, access: Access, prefixes: list[str], plan: Plan):
+def open_for_writing(
+    store_url: str, access: Access, prefixes: list[str], plan: Plan, locked: bool = False
+):
     """Open a repository with a container for each of ``prefixes`` (and those it had), its
-    manifests split along the concatenation dimension."""
+    manifests split along the concatenation dimension; ``locked``: the caller holds the
+    store's lock."""
     storage = access.storage(store_url)
+    splitting = _splitting(plan)
     for attempt in range(CONFIG_TRIES):
         had = icechunk.Repository.open(storage).config.virtual_chunk_containers or {}
         # a folder inside one a container covers already needs none of its own: a collection
         # of a thousand folders would otherwise make a thousand containers
         new = {p for p in prefixes if not any(p.startswith(h) for h in had)}
-        every = sorted(new | set(had))
-        config = access.repository_config(every)
-        splitting = _splitting(plan)
+        every = new | set(had)
+        kept = _KEPT.get(store_url)
+        if not new and kept and kept.serves(access, every, repr(splitting)):
+            return kept.repo
+        config = access.repository_config(sorted(every))
         if splitting is not None:
             config.manifest = icechunk.ManifestConfig(splitting=splitting)
+        if new and not _saved(store_url, storage, config, set(had), locked):
+            time.sleep(0.2 * (attempt + 1))  # another run saved it meanwhile: merge again
+            continue
+        config.caching = KEPT_CACHE  # this process's memory, not the readers': not saved
         repo = icechunk.Repository.open(
-            storage, config=config, authorize_virtual_chunk_access=access.authorize(every)
+            storage, config=config, authorize_virtual_chunk_access=access.authorize(sorted(every))
         )
-        if set(every) == set(had):
-            return repo
-        try:
-            repo.save_config()  # readers find the new containers in the repository itself
-            return repo
-        except icechunk.IcechunkError as exc:  # another run saved it meanwhile: merge again
-            if "updated" not in str(exc) or attempt + 1 == CONFIG_TRIES:
-                raise
-            time.sleep(0.2 * (attempt + 1))
+        _keep(store_url, _Kept(repo, access, every, repr(splitting)))
+        return repo
     raise AssertionError("unreachable")
+
+
+def _saved(
+    store_url: str,
+    storage: icechunk.Storage,
+    config: icechunk.RepositoryConfig,
+    had: set[str],
+    locked: bool,
+) -> bool:
+    """Save ``config`` (its new containers) unless another run changed the containers since
+    they were read as ``had``: readers find the containers in the repository itself.  Saving
+    is no atomic write on a local disk, so it takes the store's lock (a commit that adds no
+    container takes none)."""
+    with contextlib.nullcontext() if locked else store_lock(store_url):
+        now = icechunk.Repository.open(storage).config.virtual_chunk_containers or {}
+        if set(now) != had:
+            return False
+        try:
+            icechunk.Repository.open(storage, config=config).save_config()
+        except icechunk.IcechunkError as exc:
+            if "updated" not in str(exc):
+                raise
+            return False
+    return True
 
 
 def _refuse_if_occupied(store_url: str, access: Access) -> bool:
