@@ -18,6 +18,7 @@ import json
 import os
 import re
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,7 @@ def select(catalog: Catalog, query: dict[str, Any], where: str) -> pd.DataFrame:
     keep = pd.Series(True, index=table.index)
     for column, wanted in query.items():
         wanted = [_text(w) for w in (wanted if isinstance(wanted, list) else [wanted])]
-        keep &= table[column].map(lambda v, w=wanted: _matches(v, w))
+        keep &= table[column].map(_matcher(wanted))
     chosen = table[keep]
     formats = chosen[catalog.format_column] if catalog.format_column else None
     if formats is not None:
@@ -248,13 +249,19 @@ def _text(value: Any) -> str:
     return str(value) if not isinstance(value, bool) else ("True" if value else "False")
 
 
-def _matches(value: Any, wanted: list[str]) -> bool:
-    values = value if isinstance(value, tuple) else (value,)
-    return any(
-        fnmatch.fnmatchcase(str(v), w) if any(c in w for c in "*?[") else str(v) == w
-        for v in values
-        for w in wanted
-    )
+def _matcher(wanted: list[str]) -> Callable[[Any], bool]:
+    """Whether a cell (a value, or a tuple of them) matches a wanted value or pattern: a set
+    lookup for the values (a query may list a thousand models), fnmatch for the patterns."""
+    patterns = [w for w in wanted if any(c in w for c in "*?[")]
+    exact = set(wanted) - set(patterns)
+
+    def matches(cell: Any) -> bool:
+        values = cell if isinstance(cell, tuple) else (cell,)
+        return any(
+            str(v) in exact or any(fnmatch.fnmatchcase(str(v), p) for p in patterns) for v in values
+        )
+
+    return matches
 
 
 def _known(table: pd.DataFrame, columns: list[str], where: str) -> None:
