@@ -49,25 +49,37 @@ def open_repository(store_url: str, access: Access) -> icechunk.Repository:
     """Open a repository with read access to every container it records, as a reader does:
     a new handle, which reads every snapshot and manifest from storage (validation reads
     what was stored, not what this process remembers writing)."""
-    if not is_repository(store_url, access):
-        raise FileNotFoundError(f"{store_url}: no Icechunk repository here")
-    storage = access.storage(store_url)
-    prefixes = list(icechunk.Repository.open(storage).config.virtual_chunk_containers or {})
-    return icechunk.Repository.open(
-        storage, authorize_virtual_chunk_access=access.authorize(prefixes)
-    )
+    storage, prefixes = _existing(store_url, access)
+    return _reader(storage, access, prefixes)
 
 
 def kept_repository(store_url: str, access: Access) -> icechunk.Repository:
     """The handle this process keeps for the repository (see ``_Kept``): for writing and
     for the bookkeeping around a commit (publishing, the index), never for validation."""
-    stored = icechunk.Repository.open(access.storage(store_url)).config
-    prefixes = set(stored.virtual_chunk_containers or {})
+    storage, prefixes = _existing(store_url, access)
     if (kept := _KEPT.get(store_url)) and kept.serves(access, prefixes):
         return kept.repo
-    repo = open_repository(store_url, access)
+    repo = _reader(storage, access, prefixes)
     _keep(store_url, _Kept(repo, access, prefixes))
     return repo
+
+
+def _existing(store_url: str, access: Access) -> tuple[icechunk.Storage, set[str]]:
+    """The repository's storage and the containers its config records; FileNotFoundError
+    where there is no repository (nothing is created to look)."""
+    if not is_repository(store_url, access):
+        raise FileNotFoundError(f"{store_url}: no Icechunk repository here")
+    storage = access.storage(store_url)
+    return storage, _containers(storage)
+
+
+def _containers(storage: icechunk.Storage) -> set[str]:
+    return set(icechunk.Repository.open(storage).config.virtual_chunk_containers or {})
+
+
+def _reader(storage: icechunk.Storage, access: Access, prefixes: set[str]) -> icechunk.Repository:
+    authorized = access.authorize(sorted(prefixes))
+    return icechunk.Repository.open(storage, authorize_virtual_chunk_access=authorized)
 
 
 @dataclass
@@ -91,6 +103,7 @@ class _Kept:
 
 _KEPT: dict[str, _Kept] = {}  # store URL -> its handle, the most recently kept last
 KEPT_STORES = 4  # handles kept at once: each holds up to its cache's worth of snapshots
+# a writer's cache (a reader's is Icechunk's default, to keep the stored config as it is)
 KEPT_CACHE = icechunk.CachingConfig(num_snapshot_nodes=200_000, num_chunk_refs=1_000_000)
 
 
@@ -234,18 +247,18 @@ def open_for_writing(
     storage = access.storage(store_url)
     splitting = _splitting(plan)
     for attempt in range(CONFIG_TRIES):
-        had = icechunk.Repository.open(storage).config.virtual_chunk_containers or {}
+        had = _containers(storage)
         # a folder inside one a container covers already needs none of its own: a collection
         # of a thousand folders would otherwise make a thousand containers
         new = {p for p in prefixes if not any(p.startswith(h) for h in had)}
-        every = new | set(had)
+        every = new | had
         kept = _KEPT.get(store_url)
         if not new and kept and kept.serves(access, every, repr(splitting)):
             return kept.repo
         config = access.repository_config(sorted(every))
         if splitting is not None:
             config.manifest = icechunk.ManifestConfig(splitting=splitting)
-        if new and not _saved(store_url, storage, config, set(had), locked):
+        if new and not _saved(store_url, storage, config, had, locked):
             time.sleep(0.2 * (attempt + 1))  # another run saved it meanwhile: merge again
             continue
         config.caching = KEPT_CACHE  # this process's memory, not the readers': not saved
@@ -269,8 +282,7 @@ def _saved(
     is no atomic write on a local disk, so it takes the store's lock (a commit that adds no
     container takes none)."""
     with contextlib.nullcontext() if locked else store_lock(store_url):
-        now = icechunk.Repository.open(storage).config.virtual_chunk_containers or {}
-        if set(now) != had:
+        if _containers(storage) != had:
             return False
         try:
             icechunk.Repository.open(storage, config=config).save_config()
